@@ -1,0 +1,1 @@
+//! Shared helpers for the flowslab criterion benchmarks (the benches live in `benches/`).

@@ -1,0 +1,1 @@
+//! crashlog-symbols: symbolication of report frames with `object`, `gimli` and `addr2line`.

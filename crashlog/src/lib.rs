@@ -1,0 +1,1 @@
+//! crashlog: parse, sign, cluster and triage crash reports and logs.

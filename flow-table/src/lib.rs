@@ -1,0 +1,1 @@
+//! flow-table: a flowswitch-style flow table with switchable field bugs.

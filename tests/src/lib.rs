@@ -1,0 +1,1 @@
+//! Helpers shared by the cross-crate scenario tests in `tests.rs`.

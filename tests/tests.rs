@@ -1,0 +1,1 @@
+//! Cross-crate scenario tests. One integration binary: add topic modules below.
