@@ -10,4 +10,4 @@ export LOOM_MAX_BRANCHES="${LOOM_MAX_BRANCHES:-10000}"
 export LOOM_CHECKPOINT_INTERVAL="${LOOM_CHECKPOINT_INTERVAL:-1}"
 # A separate target dir: loom's RUSTFLAGS would otherwise invalidate the normal build cache.
 export CARGO_TARGET_DIR="${LOOM_TARGET_DIR:-target/loom}"
-cargo test --release --locked --lib -p alloc-core -p flow-table -- "$@"
+cargo test --release --lib -p alloc-core -p flow-table -- "$@"

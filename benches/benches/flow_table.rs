@@ -1,0 +1,2 @@
+//! Placeholder: replaced by the flow_table benchmark.
+fn main() {}

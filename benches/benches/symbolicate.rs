@@ -1,0 +1,2 @@
+//! Placeholder: replaced by the symbolicate benchmark.
+fn main() {}
