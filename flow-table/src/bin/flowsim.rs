@@ -1,0 +1,2 @@
+//! flowsim
+fn main() {}
