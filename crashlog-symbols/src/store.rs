@@ -262,10 +262,18 @@ impl SymbolStore {
             ));
         }
         // All candidates must be one build: the same id (a binary and its dSYM), or a
-        // single object without an id.
+        // single object without an id. A `.gnu_debuglink` target counts as part of the
+        // build of the binary that names it.
+        let linked: HashSet<&str> = cands
+            .iter()
+            .filter_map(|&i| self.info(i).and_then(|o| o.debuglink.as_deref()))
+            .collect();
         let mut builds: HashSet<String> = HashSet::new();
         for &i in &cands {
             if let Some(o) = self.info(i) {
+                if linked.contains(o.name.as_str()) && o.debuglink.is_none() {
+                    continue;
+                }
                 builds.insert(match &o.id {
                     Some(id) => format!("{id}/{}", o.arch),
                     None => format!("{}#{:?}", o.path.display(), o.slice),
