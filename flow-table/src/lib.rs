@@ -1,4 +1,5 @@
 //! flow-table: a flowswitch-style flow table with switchable field bugs.
+pub mod atfork;
 pub mod cuckoo;
 pub mod divert;
 pub mod entry;
@@ -12,5 +13,7 @@ pub mod objcache;
 pub mod owner;
 pub mod panic;
 pub mod refcnt;
+pub mod session;
+pub mod sim;
 mod sync;
 pub use error::FlowError;

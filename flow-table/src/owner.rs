@@ -132,6 +132,21 @@ impl FlowOwner {
         }
     }
 
+    /// Withdraws a queued open (`nw_connection_cancel` while waiting). If it had already
+    /// been admitted its slot is given back.
+    pub fn cancel(&self, t: WaitTicket, faults: FaultSet) {
+        let mut st = self.state.lock();
+        if let Some(pos) = st.waiters.iter().position(|w| *w == t) {
+            st.waiters.remove(pos);
+            return;
+        }
+        let was_admitted = st.admitted.remove(&t);
+        drop(st);
+        if was_admitted {
+            self.release_slot(faults);
+        }
+    }
+
     /// Whether a queued ticket has been admitted; if so the slot is now the caller's.
     pub fn poll(&self, t: WaitTicket) -> bool {
         self.state.lock().admitted.remove(&t)
