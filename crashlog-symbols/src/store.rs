@@ -268,6 +268,9 @@ impl SymbolStore {
             .iter()
             .filter_map(|&i| self.info(i).and_then(|o| o.debuglink.as_deref()))
             .collect();
+        if cands.len() == 1 {
+            return Ok(self.best(&cands));
+        }
         let mut builds: HashSet<String> = HashSet::new();
         for &i in &cands {
             if let Some(o) = self.info(i) {
