@@ -416,3 +416,16 @@ impl ImageHandle<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_handles_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<SymbolStore>();
+        shared::<ImageHandle<'static>>();
+        shared::<SymbolError>();
+    }
+}

@@ -425,3 +425,51 @@ fn rustc_symbols_demangle() {
     assert_eq!(f.mangling, Mangling::Rust);
     assert!(f.file.as_deref().unwrap().ends_with("mytunnel.rs"));
 }
+
+#[test]
+fn non_pie_slide_and_compressed_debug_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    // Non-PIE: the first PT_LOAD is at 0x400000, which is also where it loads.
+    let Some(bin) = compile_c(dir.path(), "tunnel", &["-no-pie", "-gz=zlib"]) else {
+        return;
+    };
+    let (start, _) = symbol(&bin, "handle_packet");
+    let store = SymbolStore::from_paths([&bin]).unwrap();
+    assert!(
+        store.objects()[0].has_dwarf,
+        "compressed .debug_info is found"
+    );
+    let image = ImageRef::with_uuid(build_id(&bin)).load_address(0x40_0000);
+    let handle = store.image(&image).unwrap();
+    assert_eq!(handle.image_vmaddr(), 0x40_0000);
+    let abs = handle
+        .symbolicate(Address::Absolute(start + 4), FrameKind::Pc)
+        .unwrap();
+    let off = handle
+        .symbolicate(Address::ImageOffset(start + 4 - 0x40_0000), FrameKind::Pc)
+        .unwrap();
+    assert_eq!(abs, off);
+    assert_eq!(abs.source, SymbolSource::Dwarf);
+    assert_eq!(
+        abs.outermost().unwrap().function.as_deref(),
+        Some("handle_packet")
+    );
+    assert!(
+        abs.innermost()
+            .unwrap()
+            .file
+            .as_deref()
+            .unwrap()
+            .ends_with("tunnel.c")
+    );
+    // The same binary loaded elsewhere (a relocated copy): the slide is applied.
+    let moved = ImageRef::with_uuid(build_id(&bin)).load_address(0x7f00_0000_0000);
+    let sym = store
+        .symbolicate(
+            &moved,
+            Address::Absolute(0x7f00_0000_0000 + start + 4 - 0x40_0000),
+            FrameKind::Pc,
+        )
+        .unwrap();
+    assert_eq!(sym.frames, abs.frames);
+}
