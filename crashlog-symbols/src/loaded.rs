@@ -1,15 +1,17 @@
 //! One object file parsed for lookups: DWARF context, symbol table, image vm address.
 //!
-//! Section data is copied out of the file once into reference-counted buffers
-//! (`gimli::EndianArcSlice`), so the loaded object owns everything it needs, holds no
-//! borrowed file data, and needs no `unsafe` memory mapping.
+//! The object (one fat slice, or the whole thin file) is read once into a single
+//! reference-counted buffer; uncompressed DWARF sections are views into it
+//! (`gimli::EndianArcSlice` ranges, no copy), compressed ones are inflated once. The
+//! loaded object owns everything it needs, holds no borrowed file data, and needs no
+//! `unsafe` memory mapping.
 
-use std::borrow::Cow;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use object::{Object, ObjectSection, ObjectSegment, ReadCache};
+use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::demangle::{Mangling, demangle};
 use crate::error::SymbolError;
@@ -51,17 +53,13 @@ impl LoadedObject {
     /// Open and parse `info` (one slice of a fat file, or a thin file).
     pub(crate) fn load(info: &ObjectInfo) -> Result<LoadedObject, SymbolError> {
         let path = info.path.as_path();
-        let file = File::open(path).map_err(|e| SymbolError::io(path, e))?;
-        let len = file.metadata().map_err(|e| SymbolError::io(path, e))?.len();
-        let cache = ReadCache::new(file);
-        let (offset, size) = info.slice.unwrap_or((0, len));
-        let data = cache.range(offset, size);
-        let obj = object::File::parse(data).map_err(|e| SymbolError::malformed(path, e))?;
+        let whole = read_object(path, info.slice)?;
+        let obj = object::File::parse(&*whole).map_err(|e| SymbolError::malformed(path, e))?;
 
         let image_vmaddr = image_vmaddr(&obj, info.format);
         let symbols = SymbolTable::from_object(&obj);
         let dwarf = if info.has_dwarf {
-            Some(Mutex::new(load_dwarf(path, &obj)?))
+            Some(Mutex::new(load_dwarf(path, &obj, &whole)?))
         } else {
             None
         };
@@ -200,9 +198,34 @@ fn image_vmaddr<'data, R: object::ReadRef<'data>>(
     }
 }
 
-fn load_dwarf<'data, R: object::ReadRef<'data>>(
+/// Read a thin file, or the `(offset, size)` slice of a fat file, into one buffer.
+fn read_object(path: &Path, slice: Option<(u64, u64)>) -> Result<Arc<[u8]>, SymbolError> {
+    let mut file = File::open(path).map_err(|e| SymbolError::io(path, e))?;
+    let len = file.metadata().map_err(|e| SymbolError::io(path, e))?.len();
+    let (offset, size) = slice.unwrap_or((0, len));
+    if offset.checked_add(size).is_none_or(|end| end > len) {
+        return Err(SymbolError::malformed(
+            path,
+            format!("slice at offset 0x{offset:x} (size 0x{size:x}) runs past the end of the file"),
+        ));
+    }
+    let size = usize::try_from(size)
+        .map_err(|_| SymbolError::malformed(path, "object larger than the address space"))?;
+    // One allocation of the final size (repeat_n is TrustedLen), then read into it.
+    let mut buf: Arc<[u8]> = std::iter::repeat_n(0u8, size).collect();
+    let Some(dst) = Arc::get_mut(&mut buf) else {
+        return Err(SymbolError::malformed(path, "internal: buffer is shared"));
+    };
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(dst))
+        .map_err(|e| SymbolError::io(path, e))?;
+    Ok(buf)
+}
+
+fn load_dwarf<'data>(
     path: &Path,
-    obj: &object::File<'data, R>,
+    obj: &object::File<'data, &'data [u8]>,
+    whole: &Arc<[u8]>,
 ) -> Result<addr2line::Context<Reader>, SymbolError> {
     let endian = if obj.is_little_endian() {
         gimli::RunTimeEndian::Little
@@ -217,14 +240,38 @@ fn load_dwarf<'data, R: object::ReadRef<'data>>(
             message: e.to_string(),
         }
     };
+    let base = Reader::new(whole.clone(), endian);
+    let empty = || Reader::new(Arc::from(&[][..]), endian);
     let dwarf = gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader, SymbolError> {
-        let data = match obj.section_by_name(id.name()) {
-            Some(section) => section
-                .uncompressed_data()
-                .map_err(|e| corrupt(id.name(), None, &e))?,
-            None => Cow::Borrowed(&[][..]),
+        let Some(section) = obj.section_by_name(id.name()) else {
+            return Ok(empty());
         };
-        Ok(Reader::new(Arc::from(&*data), endian))
+        let range = section
+            .compressed_file_range()
+            .map_err(|e| corrupt(id.name(), None, &e))?;
+        if range.format != object::CompressionFormat::None {
+            let data = section
+                .uncompressed_data()
+                .map_err(|e| corrupt(id.name(), None, &e))?;
+            return Ok(Reader::new(Arc::from(&*data), endian));
+        }
+        let Some((offset, size)) = section.file_range() else {
+            return Ok(empty());
+        };
+        let start = usize::try_from(offset).ok();
+        let end = start
+            .zip(usize::try_from(size).ok())
+            .and_then(|(s, n)| s.checked_add(n));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= whole.len() => Ok(base.range(start..end)),
+            _ => Err(corrupt(
+                id.name(),
+                None,
+                &format!(
+                    "section at file offset 0x{offset:x} (size 0x{size:x}) runs past the end of the file"
+                ),
+            )),
+        }
     })?;
 
     // Walk the unit headers once so a corrupt file is reported with the offset of the
