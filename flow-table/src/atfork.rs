@@ -9,6 +9,20 @@
 use crate::fault::{Fault, FaultSet};
 use crate::sync::{Mutex, MutexGuard};
 
+/// One of the two locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathLock {
+    /// The path evaluator's lock.
+    Evaluator,
+    /// The shared NECP fd lock.
+    NecpFd,
+}
+
+impl PathLock {
+    /// The documented order every path uses.
+    pub const ORDER: [PathLock; 2] = [PathLock::Evaluator, PathLock::NecpFd];
+}
+
 /// The two locks involved.
 #[derive(Debug, Default)]
 pub struct PathLocks {
@@ -46,21 +60,32 @@ impl PathLocks {
         *n += 1;
     }
 
+    /// The order in which `nw_path_prepare_fork` takes the locks (reversed under the fault).
+    pub fn prepare_order(faults: FaultSet) -> [PathLock; 2] {
+        if faults.has(Fault::AtforkNwPathPrepareDeadlock) {
+            [PathLock::NecpFd, PathLock::Evaluator]
+        } else {
+            PathLock::ORDER
+        }
+    }
+
+    pub(crate) fn lock_of(&self, which: PathLock) -> &Mutex<u64> {
+        match which {
+            PathLock::Evaluator => &self.evaluator,
+            PathLock::NecpFd => &self.necp_fd,
+        }
+    }
+
     /// `libSystem_atfork_prepare` → `nw_path_prepare_fork`: takes both locks for the fork
     /// (in the wrong order under the fault) and returns them held.
     pub(crate) fn prepare_fork(
         &self,
         faults: FaultSet,
     ) -> (MutexGuard<'_, u64>, MutexGuard<'_, u64>) {
-        if faults.has(Fault::AtforkNwPathPrepareDeadlock) {
-            let n = self.necp_fd.lock();
-            let e = self.evaluator.lock();
-            (e, n)
-        } else {
-            let e = self.evaluator.lock();
-            let n = self.necp_fd.lock();
-            (e, n)
-        }
+        let [a, b] = Self::prepare_order(faults);
+        let first = self.lock_of(a).lock();
+        let second = self.lock_of(b).lock();
+        (first, second)
     }
 }
 

@@ -407,6 +407,15 @@ impl FlowDivert {
         }
     }
 
+    /// The group for `unit` without taking a reference (model and test probes).
+    #[cfg(all(test, loom))]
+    pub(crate) fn group_arc(&self, unit: u32) -> Option<Arc<DivertGroup>> {
+        let g = self.global.read();
+        g.groups
+            .as_ref()
+            .and_then(|s| s.get(unit as usize)?.clone())
+    }
+
     /// `flow_divert_pcb_create` + attach: a pcb for a socket whose policy names
     /// `ctl_unit` (and `aggregate_unit`, a bitmask: bit *i* ↔ unit *i+1*). The returned
     /// `Arc` is the socket's reference.
@@ -609,19 +618,31 @@ impl FlowDivert {
         }
     }
 
+    /// `flow_divert_pcb_lookup`: the pcb with `hash` in `unit`'s group, with a transient
+    /// reference the caller drops with [`FlowDivert::pcb_release`].
+    pub fn pcb_lookup(&self, unit: u32, hash: u32) -> Option<Arc<DivertPcb>> {
+        let grp = self.group_lookup(unit, None).ok()?;
+        let tree = grp.pcbs.read();
+        let pcb = tree.get(&hash)?;
+        fdretain(pcb);
+        Some(Arc::clone(pcb))
+    }
+
+    /// Drops a transient reference from [`FlowDivert::pcb_lookup`].
+    pub fn pcb_release(&self, pcb: &Arc<DivertPcb>) {
+        self.fdrelease(pcb, PcbRefKind::Transient);
+    }
+
     /// `flow_divert_handle_connect_result`: `connect_error` 0 means the provider accepted.
     /// A rejection fails over across the aggregate units; when none is left and no policy
-    /// unit is set, flow divert is disabled for the socket.
+    /// unit is set, flow divert is disabled for the socket. The caller holds a reference
+    /// (the input path's, from [`FlowDivert::pcb_lookup`]).
     pub fn handle_connect_result(
         &self,
         pcb: &Arc<DivertPcb>,
         connect_error: i32,
     ) -> ConnectOutcome {
-        // The input path holds a transient reference for the whole handler.
-        fdretain(pcb);
-        let out = self.connect_result_locked(pcb, connect_error);
-        self.fdrelease(pcb, PcbRefKind::Transient);
-        out
+        self.connect_result_locked(pcb, connect_error)
     }
 
     fn connect_result_locked(&self, pcb: &Arc<DivertPcb>, connect_error: i32) -> ConnectOutcome {

@@ -87,7 +87,7 @@ impl FlowEntry {
             children: Mutex::new(Vec::new()),
             parent_uuid,
         });
-        Some(FlowEntryRef { fe })
+        Some(FlowEntryRef { fe, armed: true })
     }
 
     /// The key.
@@ -218,6 +218,8 @@ pub fn format_uuid(u: u128) -> String {
 /// reference (`flow_entry_release`); the last release frees the entry's object.
 pub struct FlowEntryRef {
     fe: Arc<FlowEntry>,
+    /// False once the reference was released explicitly (drop then does nothing).
+    armed: bool,
 }
 
 impl fmt::Debug for FlowEntryRef {
@@ -249,7 +251,10 @@ impl FlowEntryRef {
             fe.panics
                 .record(PanicKind::Refcnt, e.to_string(), "@refcnt.c:79");
         }
-        FlowEntryRef { fe: Arc::clone(fe) }
+        FlowEntryRef {
+            fe: Arc::clone(fe),
+            armed: true,
+        }
     }
 
     /// The shared entry (for tables and lists that hold it intrusively).
@@ -259,24 +264,24 @@ impl FlowEntryRef {
 
     /// `flow_entry_release`: drops this reference, freeing the entry at 0. Returns the
     /// remaining count.
-    pub fn release(self) -> u32 {
-        let this = std::mem::ManuallyDrop::new(self);
-        release_arc(&this.fe)
+    pub fn release(mut self) -> u32 {
+        self.armed = false;
+        release_arc(&self.fe)
     }
 
     /// The field bug behind `skmem-slab-double-free`: the release is done as a decrement
     /// followed by a *separate* re-read of the count (`release_split` then
     /// [`SplitRelease::finish`]). If another release runs in between, both sides read 0
     /// and both free the object.
-    pub fn release_split(self) -> SplitRelease {
-        let this = std::mem::ManuallyDrop::new(self);
-        if let Err(e) = this.fe.refcnt.release() {
-            this.fe
+    pub fn release_split(mut self) -> SplitRelease {
+        self.armed = false;
+        if let Err(e) = self.fe.refcnt.release() {
+            self.fe
                 .panics
                 .record(PanicKind::Refcnt, e.to_string(), "@refcnt.c:79");
         }
         SplitRelease {
-            fe: Arc::clone(&this.fe),
+            fe: Arc::clone(&self.fe),
         }
     }
 }
@@ -298,7 +303,9 @@ fn release_arc(fe: &Arc<FlowEntry>) -> u32 {
 
 impl Drop for FlowEntryRef {
     fn drop(&mut self) {
-        release_arc(&self.fe);
+        if self.armed {
+            release_arc(&self.fe);
+        }
     }
 }
 
@@ -318,15 +325,25 @@ impl SplitRelease {
     }
 }
 
+/// Takes the table's reference to `fe` (`__fe_cuckoo_retain`): the count only, the table
+/// holds its own `Arc`.
+pub(crate) fn retain_table_ref(fe: &Arc<FlowEntry>) {
+    if let Err(e) = fe.refcnt.retain() {
+        fe.panics
+            .record(PanicKind::Refcnt, e.to_string(), "@refcnt.c:79");
+    }
+}
+
 /// Releases the table's reference to `fe` (`__fe_cuckoo_release`).
 pub(crate) fn release_table_ref(fe: &Arc<FlowEntry>) {
     release_arc(fe);
 }
 
 /// A reference that was never retained: releasing it is an over-release (tests only).
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) fn forge_extra_ref(fe: &FlowEntryRef) -> FlowEntryRef {
     FlowEntryRef {
         fe: Arc::clone(&fe.fe),
+        armed: true,
     }
 }

@@ -16,4 +16,6 @@ pub mod refcnt;
 pub mod session;
 pub mod sim;
 mod sync;
+#[cfg(test)]
+mod tests;
 pub use error::FlowError;

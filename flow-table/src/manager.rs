@@ -394,7 +394,7 @@ impl FlowManager {
             match self.table.add(fe.key_hash(), fe.arc()) {
                 Ok(()) => {
                     // The table's reference (`__fe_cuckoo_retain`).
-                    std::mem::forget(fe.clone());
+                    crate::entry::retain_table_ref(fe.arc());
                 }
                 Err(e) => {
                     let errno = match e {
