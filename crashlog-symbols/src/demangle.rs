@@ -10,8 +10,11 @@ pub enum Mangling {
     Rust,
     /// Itanium C++ ABI (`_Z…`).
     Cpp,
-    /// Swift (`$s…`, `$S…`, `_T0…`, `$e…`): detected but **left mangled** (there is no
-    /// Swift demangler in this crate's dependency set); run `swift demangle` on it.
+    /// Swift (`$s…`, `$S…`, `_T0…`, `$e…`): detected but not demangled (there is no
+    /// Swift demangler in this crate's dependency set). With DWARF, symbolication shows
+    /// the compiler's `DW_AT_name` instead (unqualified, e.g.
+    /// `startTunnel(options:completionHandler:)`); from a symbol table alone the name
+    /// stays mangled (run `swift demangle` on it).
     Swift,
 }
 

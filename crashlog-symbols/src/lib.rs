@@ -42,7 +42,8 @@
 //! ```
 //!
 //! # Limits
-//! Swift names are detected but left mangled (no Swift demangler in the dependency set).
+//! Swift names are not demangled (no Swift demangler in the dependency set): with DWARF the
+//! frame shows the compiler's unqualified `DW_AT_name`, from a symbol table the mangled name.
 //! Split DWARF (`.dwo`/`.dwp`) and DWARF supplementary files are not loaded; the skeleton
 //! units' line tables are still used. Thin archives and dyld shared caches are not indexed.
 

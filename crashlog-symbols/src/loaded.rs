@@ -141,6 +141,7 @@ impl LoadedObject {
         };
         let mut iter = ctx.find_frames(probe).skip_all_loads().map_err(corrupt)?;
         let mut out = Vec::new();
+        let mut swift_dies = Vec::new();
         while let Some(frame) = iter.next().map_err(corrupt)? {
             let (function, raw_function, mangling) = match &frame.function {
                 Some(name) => {
@@ -150,6 +151,11 @@ impl LoadedObject {
                 }
                 None => (None, None, Mangling::None),
             };
+            if mangling == Mangling::Swift {
+                if let Some(die) = frame.dw_die_offset {
+                    swift_dies.push((out.len(), die));
+                }
+            }
             let (file, line, column) = match &frame.location {
                 Some(loc) => (loc.file.map(str::to_owned), loc.line, loc.column),
                 None => (None, None, None),
@@ -168,8 +174,41 @@ impl LoadedObject {
         if let Some(last) = out.last_mut() {
             last.inlined = false;
         }
+        // Swift: no demangler here, but the compiler's DW_AT_name is readable
+        // (`startTunnel(options:completionHandler:)`); use it, keep the mangled name raw.
+        if !swift_dies.is_empty() {
+            if let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() {
+                for (i, die) in swift_dies {
+                    if let (Some(frame), Some(name)) = (out.get_mut(i), dwarf_name(unit, die)) {
+                        frame.function = Some(name);
+                    }
+                }
+            }
+        }
         Ok(out)
     }
+}
+
+/// `DW_AT_name` of a DIE, following `DW_AT_abstract_origin` / `DW_AT_specification`
+/// (an inlined call site or an out-of-line definition points at the declaration).
+fn dwarf_name(unit: gimli::UnitRef<'_, Reader>, mut offset: gimli::UnitOffset) -> Option<String> {
+    for _ in 0..4 {
+        let die = unit.entry(offset).ok()?;
+        if let Some(name) = die.attr_value(gimli::DW_AT_name) {
+            let name = unit.attr_string(name).ok()?;
+            return gimli::Reader::to_string_lossy(&name)
+                .ok()
+                .map(|n| n.into_owned());
+        }
+        let next = die
+            .attr_value(gimli::DW_AT_abstract_origin)
+            .or_else(|| die.attr_value(gimli::DW_AT_specification))?;
+        match next {
+            gimli::AttributeValue::UnitRef(o) => offset = o,
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn image_vmaddr<'data, R: object::ReadRef<'data>>(

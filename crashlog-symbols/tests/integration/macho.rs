@@ -21,7 +21,7 @@ pub(crate) fn id(bytes: [u8; 16]) -> ImageId {
 /// Every offset of interest in `__text`, including inline-chain boundaries.
 pub(crate) const OFFSETS: &[u64] = &[
     0x00, 0x0c, 0x10, 0x18, 0x1c, 0x20, 0x24, 0x27, 0x28, 0x2c, 0x30, 0x3c, 0x40, 0x5c, 0x60, 0x80,
-    0xa4,
+    0xa4, 0xe4, 0xfc,
 ];
 
 #[test]
@@ -83,6 +83,15 @@ fn thin_dsym_resolves_functions_lines_and_inline_chains() {
         rust.outermost().unwrap().function.as_deref(),
         Some(synth::RUST_DEMANGLED)
     );
+    // Swift: readable DW_AT_name (through DW_AT_specification), mangled name kept raw.
+    let swift = handle
+        .symbolicate(Address::ImageOffset(TEXT_SECT_OFF + 0xe8), FrameKind::Pc)
+        .unwrap();
+    let f = swift.outermost().unwrap();
+    assert_eq!(f.function.as_deref(), Some(synth::SWIFT_DWARF_NAME));
+    assert_eq!(f.raw_function.as_deref(), Some(synth::SWIFT_MANGLED));
+    assert_eq!(f.mangling, Mangling::Swift);
+    assert_eq!(f.symbol_offset, Some(0x28), "from no_dwarf_fn's symbol");
     // Past DWARF coverage, the symbol table still answers (no file/line).
     let nodw = handle
         .symbolicate(Address::ImageOffset(TEXT_SECT_OFF + 0xc8), FrameKind::Pc)

@@ -11,6 +11,7 @@
 //! | 0x40..0x80       | `net::Parser::parse(char const*, unsigned long)` (C++) | 50, 52 |
 //! | 0x80..0xc0       | `mytunnel::flow::process` (Rust legacy)   | 60, 61     |
 //! | 0xc0..0x100      | `no_dwarf_fn` (symbol table only)         | –          |
+//! |   0xe0..0x100    | Swift `startTunnel(options:completionHandler:)` in DWARF only | 70 |
 //!
 //! Every line number is shifted by `Layout::line_shift`, so the two slices of a fat file
 //! can be told apart by the lines they report.
@@ -32,6 +33,8 @@ pub(crate) const CPP_MANGLED: &str = "_ZN3net6Parser5parseEPKcm";
 pub(crate) const CPP_DEMANGLED: &str = "net::Parser::parse(char const*, unsigned long)";
 pub(crate) const RUST_MANGLED: &str = "_ZN8mytunnel4flow7process17h0123456789abcdefE";
 pub(crate) const RUST_DEMANGLED: &str = "mytunnel::flow::process";
+pub(crate) const SWIFT_MANGLED: &str = "$s8MyTunnel0B8ProviderC05startB07options17completionHandlerySDySSSo8NSObjectCGSg_ys5Error_pSgctF";
+pub(crate) const SWIFT_DWARF_NAME: &str = "startTunnel(options:completionHandler:)";
 
 /// What to put in one Mach-O.
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +106,7 @@ pub(crate) fn expected(text_offset: u64, line_shift: u64) -> Vec<(&'static str, 
         0x60..0x80 => vec![(CPP_DEMANGLED, 52 + s)],
         0x80..0xa0 => vec![(RUST_DEMANGLED, 60 + s)],
         0xa0..0xc0 => vec![(RUST_DEMANGLED, 61 + s)],
+        0xe0..0x100 => vec![(SWIFT_DWARF_NAME, 70 + s)],
         _ => vec![],
     }
 }
@@ -152,6 +156,14 @@ fn dwarf_sections(text_addr: u64, shift: u64) -> Vec<(&'static str, Vec<u8>)> {
         lp.generate_row();
     }
     lp.end_sequence(0xc0);
+    // A second sequence, leaving 0xc0..0xe0 without line info.
+    lp.begin_sequence(Some(Address::Constant(text_addr + 0xe0)));
+    let row = lp.row();
+    row.address_offset = 0;
+    row.line = 70 + shift;
+    row.file = file;
+    lp.generate_row();
+    lp.end_sequence(0x20);
 
     let root = dwarf.unit.root();
     {
@@ -172,7 +184,7 @@ fn dwarf_sections(text_addr: u64, shift: u64) -> Vec<(&'static str, Vec<u8>)> {
             gimli::DW_AT_low_pc,
             AttributeValue::Address(Address::Constant(text_addr)),
         );
-        cu.set(gimli::DW_AT_high_pc, AttributeValue::Udata(0xc0));
+        cu.set(gimli::DW_AT_high_pc, AttributeValue::Udata(0x100));
     }
     let abstract_fn = |dwarf: &mut DwarfUnit, name: &str, line: u64| {
         let id = dwarf.unit.add(root, gimli::DW_TAG_subprogram);
@@ -218,6 +230,36 @@ fn dwarf_sections(text_addr: u64, shift: u64) -> Vec<(&'static str, Vec<u8>)> {
     let handle = concrete(&mut dwarf, "handle_packet", None, 0x00, 0x40);
     concrete(&mut dwarf, "parse", Some(CPP_MANGLED), 0x40, 0x40);
     concrete(&mut dwarf, "process", Some(RUST_MANGLED), 0x80, 0x40);
+    // Swift: the definition points at a declaration inside the class (as swiftc emits
+    // members), which carries the readable name.
+    let class = dwarf.unit.add(root, gimli::DW_TAG_class_type);
+    dwarf.unit.get_mut(class).set(
+        gimli::DW_AT_name,
+        AttributeValue::String(b"PacketTunnelProvider".to_vec()),
+    );
+    let decl = dwarf.unit.add(class, gimli::DW_TAG_subprogram);
+    {
+        let e = dwarf.unit.get_mut(decl);
+        e.set(
+            gimli::DW_AT_name,
+            AttributeValue::String(SWIFT_DWARF_NAME.as_bytes().to_vec()),
+        );
+        e.set(
+            gimli::DW_AT_linkage_name,
+            AttributeValue::String(SWIFT_MANGLED.as_bytes().to_vec()),
+        );
+        e.set(gimli::DW_AT_declaration, AttributeValue::Flag(true));
+    }
+    let def = dwarf.unit.add(root, gimli::DW_TAG_subprogram);
+    {
+        let e = dwarf.unit.get_mut(def);
+        e.set(gimli::DW_AT_specification, AttributeValue::UnitRef(decl));
+        e.set(
+            gimli::DW_AT_low_pc,
+            AttributeValue::Address(Address::Constant(text_addr + 0xe0)),
+        );
+        e.set(gimli::DW_AT_high_pc, AttributeValue::Udata(0x20));
+    }
 
     let inlined = |dwarf: &mut DwarfUnit, parent, origin, lo: u64, len: u64, call_line: u64| {
         let id = dwarf.unit.add(parent, gimli::DW_TAG_inlined_subroutine);
