@@ -182,3 +182,60 @@ fn truncated_and_non_object_files() {
     assert_eq!(err.name(), "malformed_object");
     assert!(err.to_string().contains("runs past the end"), "{err}");
 }
+
+/// Malformed input never panics: deterministic byte mutations of a dSYM (header, load
+/// commands, DWARF, symbol table) are indexed and looked up; every outcome is a value.
+#[test]
+fn mutated_files_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = synth::write_macho(&Layout::arm64(UUID_ARM)).bytes;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let path = dir.path().join("MyTunnel");
+    let mut outcomes = [0usize; 2];
+    for round in 0..300 {
+        let mut bytes = good.clone();
+        let flips = 1 + (next() % 8) as usize;
+        for _ in 0..flips {
+            // Bias towards the header/load commands and the DWARF, where parsing happens.
+            let region = match next() % 3 {
+                0 => 0..0x400,
+                1 => 0x2000..bytes.len(),
+                _ => 0..bytes.len(),
+            };
+            let at = region.start + (next() as usize) % (region.end - region.start);
+            bytes[at] = next() as u8;
+        }
+        if round % 10 == 0 {
+            bytes.truncate((next() as usize) % good.len());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let Ok(store) = SymbolStore::from_paths([&path]) else {
+            outcomes[1] += 1;
+            continue;
+        };
+        let image = ImageRef::default().name("MyTunnel");
+        for off in [0x00, 0x24, 0x44, 0x84, 0xc8, 0xe4] {
+            match store.symbolicate(
+                &image,
+                Address::ImageOffset(TEXT_SECT_OFF + off),
+                FrameKind::ReturnAddress,
+            ) {
+                Ok(sym) => {
+                    assert!(!sym.frames.is_empty());
+                    outcomes[0] += 1;
+                }
+                Err(e) => {
+                    assert!(!e.name().is_empty());
+                    outcomes[1] += 1;
+                }
+            }
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
