@@ -292,7 +292,7 @@ fn header_field(r: &mut Report, k: &str, v: &str) -> bool {
         "PID" => r.process.pid = leading_dec(v).and_then(|p| u32::try_from(p).ok()),
         "Path" => r.process.path = val(),
         "Identifier" => r.process.bundle_id = val(),
-        "Version" => r.process.version = val(),
+        "Version" => r.process.version = val().filter(|v| v != "???" && v != "??? (???)"),
         "Code Type" => r.process.code_type = val(),
         "Parent Process" | "Parent" => {
             let (n, p) = name_pid(v);
@@ -320,7 +320,18 @@ fn header_field(r: &mut Report, k: &str, v: &str) -> bool {
                 e.signal = val();
             }
         }
-        "Exception Codes" => r.exception.get_or_insert_with(Exception::default).codes = val(),
+        "Exception Codes" => {
+            // macOS writes two lines: `KERN_INVALID_ADDRESS at 0x18`, then the raw codes.
+            let e = r.exception.get_or_insert_with(Exception::default);
+            match e.codes.take() {
+                Some(prev) if !prev.starts_with("0x") && e.subtype.is_none() => {
+                    e.subtype = Some(prev);
+                    e.codes = val();
+                }
+                Some(prev) => e.codes = Some(prev),
+                None => e.codes = val(),
+            }
+        }
         "Exception Subtype" => r.exception.get_or_insert_with(Exception::default).subtype = val(),
         "Exception Note" | "Exception Message" | "Exception Reason" => {
             let e = r.exception.get_or_insert_with(Exception::default);
@@ -337,16 +348,18 @@ fn header_field(r: &mut Report, k: &str, v: &str) -> bool {
         "Termination Reason" => {
             let t = r.termination.get_or_insert_with(Termination::default);
             t.reason = val();
-            // `Namespace SIGNAL, Code 0x6` / `Namespace SIGNAL, Code 6 Abort trap: 6`
-            if let Some(rest) = v.strip_prefix("Namespace ") {
-                let (ns, tail) = rest.split_once(',').unwrap_or((rest, ""));
-                t.namespace = non_empty(ns);
-                if let Some(code) = tail.trim().strip_prefix("Code ") {
-                    t.code = code
-                        .split_whitespace()
-                        .next()
-                        .map(|c| c.trim_end_matches(',').to_string());
-                }
+            // `Namespace SIGNAL, Code 0x6 Abort trap: 6` (macOS) / `SIGNAL 11 Segmentation fault: 11` (iOS)
+            let rest = v.strip_prefix("Namespace ").unwrap_or(v);
+            let mut toks = rest.split_whitespace();
+            t.namespace = toks.next().map(|n| n.trim_end_matches(',').to_string());
+            let mut code = toks.next();
+            if code == Some("Code") {
+                code = toks.next();
+            }
+            t.code = code.map(|c| c.trim_end_matches(',').to_string());
+            let indicator = toks.collect::<Vec<_>>().join(" ");
+            if t.indicator.is_none() && !indicator.is_empty() {
+                t.indicator = Some(indicator);
             }
         }
         "Terminating Process" => {

@@ -75,6 +75,7 @@ pub struct LogReader<R> {
     json: JsonScanner,
     done: bool,
     stats: LogStats,
+    blank_ends_entry: bool,
 }
 
 impl<R: BufRead> LogReader<R> {
@@ -96,7 +97,16 @@ impl<R: BufRead> LogReader<R> {
             json: JsonScanner::default(),
             done: false,
             stats: LogStats::default(),
+            blank_ends_entry: false,
         }
+    }
+
+    /// Whether a blank line ends the current entry (default false: `log show` prints
+    /// blank lines inside multi-line messages). True suits forum posts, where prose
+    /// follows a log excerpt after a blank line.
+    pub fn blank_line_ends_entry(mut self, yes: bool) -> Self {
+        self.blank_ends_entry = yes;
+        self
     }
 
     /// Counters so far.
@@ -188,6 +198,24 @@ impl<R: BufRead> LogReader<R> {
         let buf = std::mem::take(&mut self.buf);
         let line_no = self.line_no;
         let first = buf.iter().position(|b| !b.is_ascii_whitespace());
+        // ndjson fast path: a whole object on one line goes straight to serde.
+        if !self.json.active() {
+            if let Some(i) = first {
+                let t = buf[i..].trim_ascii_end();
+                if t.first() == Some(&b'{') && t.last() == Some(&b'}') {
+                    match json_entry(t, line_no) {
+                        Ok(Some(e)) => self.emit(e),
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.flush_pending();
+                            self.ready.push_back(Err(e));
+                        }
+                    }
+                    self.buf = buf;
+                    return;
+                }
+            }
+        }
         if self.json.active() || matches!(first.and_then(|i| buf.get(i)), Some(b'{' | b'[')) {
             let mut objects = Vec::new();
             let res = self
@@ -222,6 +250,7 @@ impl<R: BufRead> LogReader<R> {
             Line::Entry(e) => self.emit(e),
             Line::Skip => {}
             Line::Footer => self.flush_pending(),
+            Line::Blank if self.blank_ends_entry => self.flush_pending(),
             Line::Blank => {
                 if self.pending.is_some() {
                     self.pending_blanks = self.pending_blanks.saturating_add(1);
@@ -483,6 +512,7 @@ fn classify(s: &str, line: u64) -> Line {
             }
         }
         b'*' if t.starts_with("** Processed") => return Line::Footer,
+        b'-' if t.len() >= 10 && t.bytes().all(|c| c == b'-') => return Line::Skip,
         _ => {}
     }
     if memchr::memchr(b'\t', b).is_some() {

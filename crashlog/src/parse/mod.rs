@@ -338,7 +338,7 @@ fn mixed(text: &str, format: Format) -> Result<Vec<Report>, ParseError> {
             rest.push('\n');
         }
         rest.push_str(&text[starts.get(b).copied().unwrap_or(text.len())..]);
-        if let Ok(log) = log_text(rest.as_bytes()) {
+        if let Ok(log) = log_text_with(rest.as_bytes(), true) {
             out.push(log);
         }
     }
@@ -462,9 +462,13 @@ fn stack_text(text: &str) -> Result<Report, ParseError> {
 }
 
 fn log_text(bytes: &[u8]) -> Result<Report, ParseError> {
+    log_text_with(bytes, false)
+}
+
+fn log_text_with(bytes: &[u8], blank_ends_entry: bool) -> Result<Report, ParseError> {
     let mut r = Report::new(ReportKind::Log, SourceFormat::LogText);
     let mut first_err = None;
-    for item in LogReader::new(bytes) {
+    for item in LogReader::new(bytes).blank_line_ends_entry(blank_ends_entry) {
         match item {
             Ok(e) => r.log.push(e),
             Err(e) => {

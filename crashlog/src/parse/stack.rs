@@ -12,7 +12,7 @@ const ARROWS: [&str; 6] = [" -> ", " <- ", " → ", " ← ", " --> ", " <-- "];
 /// with a trailing `<- crash` note).
 pub(crate) fn is_arrow_chain(line: &str) -> bool {
     let t = line.trim();
-    if starts_with_index(t) {
+    if starts_with_index(t) || (embedded_frames(t).is_some() && is_frame_line(t)) {
         return false;
     }
     ARROWS.iter().any(|a| t.contains(a))
@@ -26,9 +26,37 @@ fn starts_with_index(t: &str) -> bool {
     end > 0 && end <= 4 && t[end..].starts_with([' ', '\t'])
 }
 
+/// The part of a prose line that starts a numbered frame run: `Crash thread: 0 libquic.dylib
+/// quic_conn_send_packet + 144 1 libquic.dylib …` → from `0 libquic…`. Needs tokens `0`, `1`
+/// and `2` in order.
+pub(crate) fn embedded_frames(t: &str) -> Option<&str> {
+    let mut expect = 0u32;
+    let mut start = None;
+    let mut pos = 0;
+    for tok in t.split_whitespace() {
+        let at = pos + t[pos..].find(tok)?;
+        pos = at + tok.len();
+        if dec(tok) == Some(u64::from(expect)) {
+            if expect == 0 {
+                start = Some(at);
+            }
+            expect += 1;
+            if expect == 3 {
+                return start.map(|s| &t[s..]);
+            }
+        }
+    }
+    None
+}
+
 /// Whether a line looks like one pasted frame (for detection).
 pub(crate) fn is_frame_line(line: &str) -> bool {
     let t = line.trim();
+    if !starts_with_index(t) {
+        if let Some(run) = embedded_frames(t) {
+            return run.contains(" + ") || run.contains(".dylib") || run.contains(" 0x");
+        }
+    }
     if t.starts_with("frame #") || t.starts_with("* frame #") {
         return true;
     }
@@ -72,6 +100,9 @@ pub(crate) fn parse_stack_text(text: &str, first_line: u64) -> Result<Report, Pa
             }
         } else if starts_with_index(t) {
             numbered.push_str(t);
+            numbered.push(' ');
+        } else if let Some(run) = embedded_frames(t).filter(|_| is_frame_line(t)) {
+            numbered.push_str(run);
             numbered.push(' ');
         } else if let Some(f) = bare_frame(t) {
             unnumbered.push(f);
