@@ -1,0 +1,99 @@
+//! Hand-written seed inputs for the operation targets, one per feature area. They are
+//! what `fuzz/corpus/<target>/seed-*` holds (written by `cargo run -p flowslab-fuzz
+//! --example write_seeds`); each is a valid, fault-free workload, and with the matching
+//! fault switched on each makes the oracle fire (see `tests/replay.rs`).
+
+use flow_table::fault::Fault;
+
+/// One seed: a file name, the bytes, and the fault (if any) whose path it walks.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// File name under `fuzz/corpus/<target>/`.
+    pub name: &'static str,
+    /// The input.
+    pub data: Vec<u8>,
+    /// The flow-table fault this workload exposes when switched on.
+    pub exposes: Option<Fault>,
+}
+
+/// Seeds for `flow_ops` (see [`crate::flow::OpTag`] for the encoding).
+pub fn flow_ops() -> Vec<Seed> {
+    let seed = |name, data: &[&[u8]], exposes| Seed {
+        name,
+        data: data.concat(),
+        exposes,
+    };
+    vec![
+        seed(
+            "seed-owner-limit-waiters",
+            &[
+                &[0, 0, 0, 0],
+                &[0, 0, 1, 0],
+                &[0, 0, 2, 1],
+                &[1, 0, 1],
+                &[2, 0],
+            ],
+            Some(Fault::NwConnectionEnomem),
+        ),
+        seed(
+            "seed-lookup-linger",
+            &[&[0, 1, 3, 2], &[4, 3], &[4, 4], &[1, 0, 0], &[18, 255]],
+            None,
+        ),
+        seed(
+            "seed-divert-failover",
+            &[
+                &[0, 0, 0, 0],
+                &[5, 1],
+                &[5, 0],
+                &[6, 0, 0, 0xff, 1],
+                &[7, 0],
+            ],
+            Some(Fault::FlowDivertNoControlUnits),
+        ),
+        seed(
+            "seed-divert-disconnect",
+            &[
+                &[0, 0, 0, 0],
+                &[0, 1, 1, 0],
+                &[5, 0],
+                &[6, 0, 0, 0, 0],
+                &[6, 1, 0, 0, 0],
+                &[8, 0],
+            ],
+            Some(Fault::SkmemSlabDoubleFree),
+        ),
+        seed(
+            "seed-vpn-sleep-wake",
+            &[
+                &[9, 0, 2],
+                &[10, 3],
+                &[13],
+                &[11],
+                &[12],
+                &[9, 1, 1],
+                &[10, 3],
+            ],
+            Some(Fault::NesmVpnStartStorm),
+        ),
+        seed(
+            "seed-fds-ndp-cycle",
+            &[
+                &[14, 0],
+                &[14, 0],
+                &[14, 0],
+                &[14, 0],
+                &[14, 0],
+                &[14, 0],
+                &[15, 0, 0],
+                &[16, 1],
+            ],
+            Some(Fault::Wifip2pdFdLeakEmfile),
+        ),
+        seed(
+            "seed-fork",
+            &[&[17]],
+            Some(Fault::AtforkNwPathPrepareDeadlock),
+        ),
+    ]
+}
