@@ -1,0 +1,190 @@
+//! Audit-mode metadata: per-object state bytes, last transactions, poison patterns.
+//!
+//! Every slab of an AUDIT cache has an [`AuditSlab`]: a type-stable side table (never freed
+//! before its cache, recycled between slabs of the same cache) that lock-free readers find
+//! through the cache's [`crate::radix::Radix`]. Each object has one atomic state byte; a free
+//! is valid only if it moves the byte from [`IN_USE`] (raw) or [`TYPED`] (handle) to
+//! [`CACHED`] with a compare-exchange, so every double free is caught at the free call, even
+//! when the first copy still sits in a magazine, and two racing frees cannot both win.
+
+use std::ptr;
+
+use crate::report::{Transaction, TxnKind};
+use crate::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use crate::sync::{Mutex, try_lock};
+
+/// On a slab free list.
+pub(crate) const SLAB_FREE: u8 = 0;
+/// Allocated from the slab, cached in a magazine or the depot (or in flight between them).
+pub(crate) const CACHED: u8 = 1;
+/// Handed out through the raw API.
+pub(crate) const IN_USE: u8 = 2;
+/// Handed out to a [`crate::TypedObj`] handle.
+pub(crate) const TYPED: u8 = 3;
+
+/// `MCACHE_FREE_PATTERN`.
+pub const FREE_PATTERN: u64 = 0xdead_beef_dead_beef;
+/// `MCACHE_UNINITIALIZED_PATTERN`.
+pub const UNINITIALIZED_PATTERN: u64 = 0xbadd_cafe_badd_cafe;
+
+/// Audit record of one object (the `skmem_bufctl_audit` extension).
+#[derive(Debug)]
+pub(crate) struct AuditBc {
+    pub(crate) state: AtomicU8,
+    alloc_thread: AtomicU64,
+    alloc_ms: AtomicU64,
+    free_thread: AtomicU64,
+    free_ms: AtomicU64,
+}
+
+/// Backtraces of one object's last alloc and free (only with `AuditOptions::backtraces`).
+#[derive(Debug, Default)]
+pub(crate) struct Stacks {
+    alloc: Option<String>,
+    free: Option<String>,
+}
+
+/// The audit side table of one slab.
+#[derive(Debug)]
+pub(crate) struct AuditSlab {
+    /// Slab base while the slab is live, null while pooled.
+    pub(crate) base: AtomicPtr<u8>,
+    pub(crate) bc: Box<[AuditBc]>,
+    stacks: Box<[Mutex<Stacks>]>,
+}
+
+impl AuditSlab {
+    pub(crate) fn new(chunks: usize, backtraces: bool) -> AuditSlab {
+        let bc = (0..chunks)
+            .map(|_| AuditBc {
+                state: AtomicU8::new(SLAB_FREE),
+                alloc_thread: AtomicU64::new(0),
+                alloc_ms: AtomicU64::new(0),
+                free_thread: AtomicU64::new(0),
+                free_ms: AtomicU64::new(0),
+            })
+            .collect();
+        let stacks = if backtraces {
+            (0..chunks).map(|_| Mutex::new(Stacks::default())).collect()
+        } else {
+            Vec::new().into_boxed_slice()
+        };
+        AuditSlab {
+            base: AtomicPtr::new(ptr::null_mut()),
+            bc,
+            stacks,
+        }
+    }
+
+    /// Records a transaction on object `idx`.
+    #[inline]
+    pub(crate) fn record(&self, idx: usize, kind: TxnKind, thread: u64) {
+        let Some(bc) = self.bc.get(idx) else { return };
+        let ms = uptime_ms();
+        match kind {
+            TxnKind::Alloc => {
+                bc.alloc_thread.store(thread, Ordering::Relaxed);
+                bc.alloc_ms.store(ms, Ordering::Relaxed);
+            }
+            TxnKind::Free => {
+                bc.free_thread.store(thread, Ordering::Relaxed);
+                bc.free_ms.store(ms, Ordering::Relaxed);
+            }
+        }
+        if let Some(m) = self.stacks.get(idx) {
+            let bt = std::backtrace::Backtrace::force_capture().to_string();
+            // try_lock: a lock orphaned by fork() must never block the child.
+            let Some(mut s) = try_lock(m) else { return };
+            match kind {
+                TxnKind::Alloc => s.alloc = Some(bt),
+                TxnKind::Free => s.free = Some(bt),
+            }
+        }
+    }
+
+    /// The last recorded alloc and free of object `idx`.
+    pub(crate) fn transactions(&self, idx: usize) -> (Option<Transaction>, Option<Transaction>) {
+        let Some(bc) = self.bc.get(idx) else {
+            return (None, None);
+        };
+        let (sa, sf) = match self.stacks.get(idx) {
+            Some(m) => match try_lock(m) {
+                Some(s) => (s.alloc.clone(), s.free.clone()),
+                None => (None, None),
+            },
+            None => (None, None),
+        };
+        let mk = |kind, thread: &AtomicU64, ms: &AtomicU64, bt| {
+            let thread = thread.load(Ordering::Relaxed);
+            (thread != 0).then(|| Transaction {
+                kind,
+                thread,
+                timestamp_ms: ms.load(Ordering::Relaxed),
+                backtrace: bt,
+            })
+        };
+        (
+            mk(TxnKind::Alloc, &bc.alloc_thread, &bc.alloc_ms, sa),
+            mk(TxnKind::Free, &bc.free_thread, &bc.free_ms, sf),
+        )
+    }
+}
+
+/// Fills `len` bytes at `p` with the 64-bit `pattern`.
+///
+/// # Safety
+/// `p` must be valid for writes of `len` bytes, 8-byte aligned, and `len` a multiple of 8;
+/// nobody else may access those bytes during the call.
+#[inline]
+pub(crate) unsafe fn fill(p: *mut u8, len: usize, pattern: u64) {
+    let words = p.cast::<u64>();
+    for i in 0..len / 8 {
+        // SAFETY: i * 8 < len, so the word is inside the caller's valid, aligned range.
+        unsafe { words.add(i).write(pattern) };
+    }
+}
+
+/// Checks that `len` bytes at `p` hold `pattern`; returns the first differing word's byte
+/// offset and value.
+///
+/// # Safety
+/// As for [`fill`], with reads instead of writes.
+#[inline]
+pub(crate) unsafe fn verify(p: *const u8, len: usize, pattern: u64) -> Option<(usize, u64)> {
+    let words = p.cast::<u64>();
+    for i in 0..len / 8 {
+        // SAFETY: i * 8 < len, so the word is inside the caller's valid, aligned range.
+        let w = unsafe { words.add(i).read() };
+        if w != pattern {
+            return Some((i * 8, w));
+        }
+    }
+    None
+}
+
+/// Milliseconds of uptime from a coarse monotonic clock (`bc_timestamp`'s unit).
+pub(crate) fn uptime_ms() -> u64 {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on Linux.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        if rc == 0 {
+            let s = u64::try_from(ts.tv_sec).unwrap_or(0);
+            let ns = u64::try_from(ts.tv_nsec).unwrap_or(0);
+            return s * 1000 + ns / 1_000_000;
+        }
+        0
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        let start = *START.get_or_init(Instant::now);
+        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}

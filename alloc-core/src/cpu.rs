@@ -1,0 +1,179 @@
+//! The CPU layer, per thread: each thread has, for each cache it uses, a [`CpuSlot`]
+//! (`struct skmem_cpu_cache`) with a loaded and a previous magazine. The owning thread
+//! reaches it through a thread-local table indexed by the cache id, without locks or atomic
+//! read-modify-writes; other threads only read its published round counts.
+
+use std::ptr;
+
+use crate::cache::Inner;
+use crate::magazine::Mag;
+use crate::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use crate::sync::{Arc, UnsafeCell, tls};
+
+/// Owner-only state of a thread's cache for one cache.
+#[derive(Debug)]
+pub(crate) struct CpuOwned {
+    /// `cp_loaded`.
+    pub(crate) loaded: Option<Mag>,
+    /// `cp_ploaded`.
+    pub(crate) ploaded: Option<Mag>,
+    /// `cp_rounds`; -1 when nothing is loaded.
+    pub(crate) rounds: i32,
+    /// `cp_prounds`; -1 when there is no previous magazine.
+    pub(crate) prounds: i32,
+    /// `cp_magsize`; 0 when the magazine layer is off for this thread.
+    pub(crate) magsize: i32,
+    /// Depot generation this thread cache is synchronised with.
+    pub(crate) generation: u64,
+    /// Depot `pgeneration` this thread cache has honoured.
+    pub(crate) pgeneration: u64,
+    /// `cp_alloc` / `cp_free` (published to the atomics below at every depot visit).
+    pub(crate) alloc: u64,
+    pub(crate) free: u64,
+}
+
+impl CpuOwned {
+    /// `skmem_cpu_reload`: `mg` (with `rounds` rounds) becomes loaded, loaded becomes previous.
+    pub(crate) fn reload(&mut self, mg: Option<Mag>, rounds: i32) {
+        self.ploaded = std::mem::replace(&mut self.loaded, mg);
+        self.prounds = self.rounds;
+        self.rounds = rounds;
+    }
+
+    /// Detaches both magazines with their round counts (purge / flush).
+    pub(crate) fn detach(&mut self) -> Vec<(Mag, usize)> {
+        let mut out = Vec::new();
+        if let Some(m) = self.loaded.take() {
+            out.push((m, usize::try_from(self.rounds).unwrap_or(0)));
+        }
+        if let Some(m) = self.ploaded.take() {
+            out.push((m, usize::try_from(self.prounds).unwrap_or(0)));
+        }
+        self.rounds = -1;
+        self.prounds = -1;
+        out
+    }
+}
+
+/// One thread's cache for one cache.
+#[derive(Debug)]
+pub(crate) struct CpuSlot {
+    pub(crate) own: UnsafeCell<CpuOwned>,
+    /// Published `cp_rounds` / `cp_prounds` (single writer: the owner, relaxed stores).
+    pub(crate) rounds: AtomicI32,
+    pub(crate) prounds: AtomicI32,
+    /// Published `cp_alloc` / `cp_free`.
+    pub(crate) alloc: AtomicU64,
+    pub(crate) free: AtomicU64,
+    /// The owner's thread number.
+    pub(crate) thread: u64,
+}
+
+// SAFETY: `own` is only ever accessed by the thread whose table holds the slot (see
+// `Inner::with_slot`, `Cache::fast_pop`/`fast_push`, `Inner::retire_slot`); every other
+// field is atomic. Other threads only read the published atomics.
+unsafe impl Sync for CpuSlot {}
+
+impl CpuSlot {
+    pub(crate) fn new(thread: u64, generation: u64, magsize: u32) -> CpuSlot {
+        CpuSlot {
+            own: UnsafeCell::new(CpuOwned {
+                loaded: None,
+                ploaded: None,
+                rounds: -1,
+                prounds: -1,
+                magsize: i32::try_from(magsize).unwrap_or(i32::MAX),
+                generation,
+                pgeneration: 0,
+                alloc: 0,
+                free: 0,
+            }),
+            rounds: AtomicI32::new(-1),
+            prounds: AtomicI32::new(-1),
+            alloc: AtomicU64::new(0),
+            free: AtomicU64::new(0),
+            thread,
+        }
+    }
+
+    /// Publishes the owner's counters (called by the owner).
+    pub(crate) fn publish(&self, o: &CpuOwned) {
+        self.rounds.store(o.rounds, Ordering::Relaxed);
+        self.prounds.store(o.prounds, Ordering::Relaxed);
+        self.alloc.store(o.alloc, Ordering::Relaxed);
+        self.free.store(o.free, Ordering::Relaxed);
+    }
+}
+
+/// A thread's entry for one cache. Dropping it returns its magazines to the cache.
+#[derive(Debug)]
+pub(crate) struct TlsEntry {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) slot: Arc<CpuSlot>,
+}
+
+impl TlsEntry {
+    pub(crate) fn is_for(&self, inner: &Inner) -> bool {
+        ptr::eq(Arc::as_ptr(&self.inner), inner)
+    }
+}
+
+impl Drop for TlsEntry {
+    fn drop(&mut self) {
+        self.inner.retire_slot(&self.slot);
+    }
+}
+
+/// A thread's table of entries, indexed by cache id.
+#[derive(Debug)]
+pub(crate) struct ThreadMags {
+    pub(crate) entries: Vec<Option<TlsEntry>>,
+    pub(crate) thread: u64,
+}
+
+impl ThreadMags {
+    const fn new() -> ThreadMags {
+        ThreadMags {
+            entries: Vec::new(),
+            thread: 0,
+        }
+    }
+}
+
+impl Drop for ThreadMags {
+    fn drop(&mut self) {
+        // Thread exit: every entry returns its magazines to its cache's depot.
+        while let Some(e) = self.entries.pop() {
+            drop(e);
+        }
+    }
+}
+
+tls! {
+    static MAGS: UnsafeCell<ThreadMags> = UnsafeCell::new(ThreadMags::new());
+}
+
+/// Runs `f` on this thread's table; `None` while the thread-local is being destroyed.
+///
+/// `f` must not call back into anything that could reach this function again (no user
+/// callbacks, no dropping of `TlsEntry`s): it gets exclusive access to the table.
+#[inline(always)]
+pub(crate) fn with_mags<R>(f: impl FnOnce(&mut ThreadMags) -> R) -> Option<R> {
+    MAGS.try_with(|cell| {
+        cell.with_mut(|p| {
+            // SAFETY: the table is thread-local, so only this thread can reach it, and `f`
+            // (per this function's contract) never re-enters `with_mags`, so this is the only
+            // live reference to it.
+            f(unsafe { &mut *p })
+        })
+    })
+    .ok()
+}
+
+/// Process-unique thread numbers, assigned on first cache use.
+pub(crate) fn thread_no(m: &mut ThreadMags) -> u64 {
+    if m.thread == 0 {
+        m.thread = crate::sync::ids::next_thread();
+    }
+    m.thread
+}

@@ -1,0 +1,68 @@
+//! Design notes (documentation only).
+//!
+//! # Why not XNU's structure verbatim
+//! XNU's CPU layer takes a mutex (`cp_lock`) on every allocation and free. In user space an
+//! uncontended mutex costs about 10 ns per alloc+free pair — as much as glibc malloc —
+//! so a faithful copy cannot beat mimalloc (7–8 ns). The magazine fast path here takes no
+//! lock and performs no atomic read-modify-write:
+//!
+//! * **Thread caches instead of CPU caches.** Each thread has a table indexed by a small
+//!   per-cache id (recycled on destroy). An entry holds an `Arc` of the cache (so the cache's
+//!   memory outlives every thread that still caches its objects) and an `Arc<CpuSlot>`, which
+//!   is XNU's `skmem_cpu_cache`: `cp_loaded`, `cp_ploaded`, `cp_rounds` (−1: nothing loaded),
+//!   `cp_prounds`, `cp_magsize` (0: layer off), `cp_alloc`, `cp_free`. The owner updates it
+//!   with plain loads and stores and publishes `cp_rounds` with a relaxed store (no
+//!   lock prefix) so that statistics and destroy can count cached rounds.
+//! * **Generations instead of cross-CPU locking.** Purge and resize bump the depot's
+//!   generation (under `skm_dp_lock`) and a relaxed-read hint. A thread cache whose
+//!   generation is stale flushes its magazines (destructor + slab free for every round, as
+//!   `skmem_magazine_destroy`) before its next operation on that cache, or at thread exit.
+//!   Every depot exchange re-checks the generation under the depot lock, so a stale
+//!   magazine (e.g. of the pre-resize size) can never enter the depot. `reap_now` without
+//!   purge asks threads to drop their previous magazine at their next depot visit.
+//! * **Thread exit** returns full magazines to `skm_full`, empty ones to `skm_empty`, and
+//!   frees the rounds of partially filled ones to the slab layer.
+//!
+//! The algorithms around the fast path are XNU's: `skmem_cpu_reload`, the alloc loop
+//! (loaded → swap with previous → full magazine from the depot, the previous one going to
+//! the empty list → slab), the free loop (loaded → swap if previous is empty → empty
+//! magazine from the depot, the previous full one going to the full list → a new magazine
+//! offered to the depot → slab), depot contention counted on failed depot try-locks in
+//! DYNAMIC mode, `skmem_cache_update` (hash rescale, working-set update, resize when the
+//! contention delta exceeds 3 and the chunk size is below `mt_maxbuf`, then
+//! `contention_prev = contention + INT_MAX`), working-set reap of `MIN(ml_reaplimit,
+//! ml_min)` magazines, purge = detach, `ws_zero`, `ws_reap`, `skm_cpu_mag_purge++`.
+//!
+//! # Slab layer
+//! As XNU: one bufctl per object kept outside the object, partial list / "empty" (fully
+//! allocated) list with new slabs at the head and returning full slabs at the tail,
+//! destruction when `sl_refcnt` drops to 0, `sl_bufinuse` ± `sl_chunks` on create/destroy,
+//! and the allocated-address hash `(addr >> shift) & mask` with `shift = flsll(chunksize)-1`,
+//! initial 64 / limit 8192 buckets, head insertion, rescale when `bufinuse > 2*mask` (and
+//! below the limit) or `bufinuse < mask/2` (and above the initial size) to
+//! `clamp(max(64, 1 << (flsll(3*bufinuse+4) - 2)), 8192)` unless within a factor of two.
+//! Slab memory is allocated outside the slab lock. Slabs are slab-size aligned.
+//!
+//! # Audit mode (stronger than XNU)
+//! XNU checks a free against the allocated-address hash only when it reaches the slab
+//! layer, so a double free whose first copy is still in a magazine goes unnoticed. Here every
+//! object has an atomic state byte (SLAB_FREE, CACHED, IN_USE, TYPED). Every free looks the
+//! address up lock-free (a per-cache radix map from slab number to the slab's type-stable
+//! audit table; a locked slab scan as fallback), rejects foreign and interior addresses and
+//! other caches' objects, and moves the byte IN_USE → CACHED with one compare-exchange:
+//! a double free fails it at the call, racing double frees cannot both win. Free objects are
+//! poisoned with `MCACHE_FREE_PATTERN` (through the cache's own pointer, never the caller's),
+//! verified when handed out again (and when a magazine is destroyed), and handed out filled
+//! with `MCACHE_UNINITIALIZED_PATTERN`, as mcache does. Because cached objects are poisoned,
+//! an AUDIT cache's constructor runs on every allocation and its destructor on every free.
+//! The last alloc and free of each object are recorded (thread number, millisecond uptime
+//! from a coarse clock, optional backtrace). AUDIT allocations and frees bypass the inlined
+//! fast path but still use the magazines.
+//!
+//! # Destroy
+//! Destroy purges, then counts objects allocated from slabs minus rounds cached in the depot
+//! and in other threads' magazines; a non-zero count raises
+//! `skmem_cache_destroy: '<name>' (0x…) not empty (N unfreed)`. XNU prints
+//! `skm_sl_bufinuse` there (buffers in live slabs); N here is the number of objects actually
+//! unfreed, which is what a reader of the line wants. Other threads keep the cache's memory
+//! alive (through their table entry) until they exit or reuse the id.
