@@ -4,7 +4,13 @@ use std::path::Path;
 
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-    let sets = [("flow_ops", flowslab_fuzz::seeds::flow_ops())];
+    let sets = [
+        ("flow_ops", flowslab_fuzz::seeds::flow_ops()),
+        (
+            "crashlog_roundtrip",
+            flowslab_fuzz::seeds::crashlog_roundtrip(),
+        ),
+    ];
     for (target, seeds) in sets {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir)?;

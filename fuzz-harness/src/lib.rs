@@ -20,6 +20,7 @@
 pub mod bytes;
 pub mod flow;
 pub mod parse;
+pub mod roundtrip;
 pub mod seeds;
 
 use parse::Family;
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Body)] = &[
         parse::run(Family::Spindump, d)
     }),
     ("crashlog_parse_log", |d| parse::run(Family::Log, d)),
+    ("crashlog_roundtrip", roundtrip::run),
 ];
 
 /// Runs the target called `name` on `data`; false if there is no such target.

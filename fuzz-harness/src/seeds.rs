@@ -97,3 +97,36 @@ pub fn flow_ops() -> Vec<Seed> {
         ),
     ]
 }
+
+/// Seeds for `crashlog_roundtrip`: bytes from a fixed xorshift stream that decode to
+/// reports with frames and log rows.
+pub fn crashlog_roundtrip() -> Vec<Seed> {
+    const NAMES: [&str; 6] = [
+        "seed-rt-0",
+        "seed-rt-1",
+        "seed-rt-2",
+        "seed-rt-3",
+        "seed-rt-4",
+        "seed-rt-5",
+    ];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut out = Vec::new();
+    while out.len() < NAMES.len() {
+        let data: Vec<u8> = (0..320)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        if crate::roundtrip::run_checked(&data) {
+            out.push(Seed {
+                name: NAMES[out.len()],
+                data,
+                exposes: None,
+            });
+        }
+    }
+    out
+}

@@ -105,3 +105,24 @@ fn fault_mode_parses_names() {
         )))
     );
 }
+
+/// Pseudo-random inputs (a fixed xorshift stream) through the round trip: every rendered
+/// format must parse back to the same content.
+#[test]
+fn roundtrip_on_generated_reports() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut checked = 0;
+    for n in 0..300 {
+        let len = 16 + n % 400;
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        checked += usize::from(flowslab_fuzz::roundtrip::run_checked(&data));
+    }
+    assert!(checked >= 100, "only {checked} of 300 inputs were checked");
+}
