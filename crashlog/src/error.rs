@@ -104,7 +104,7 @@ impl ParseError {
             | ParseError::Malformed { line, .. }
             | ParseError::WrongFormat { line, .. }
             | ParseError::TooLarge { line, .. }
-            | ParseError::Io { line, .. } => *line += lines,
+            | ParseError::Io { line, .. } => *line = line.saturating_add(lines),
         }
         self
     }

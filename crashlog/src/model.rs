@@ -748,6 +748,7 @@ impl Report {
     /// base of each frame from the image list (by name, then by address range), and
     /// `address = base + offset` / `offset = address - base` where one side is missing.
     pub fn resolve_frames(&mut self) {
+        let index = ImageIndex::new(&self.binary_images);
         let images = &self.binary_images;
         for thread in self
             .threads
@@ -756,7 +757,7 @@ impl Report {
         {
             for frame in &mut thread.frames {
                 if frame.image_index.is_none() {
-                    frame.image_index = find_image(images, frame);
+                    frame.image_index = index.find(images, frame);
                 }
                 if let Some(img) = frame.image_index.and_then(|i| images.get(i)) {
                     if frame.image_uuid.is_none() {
@@ -781,20 +782,42 @@ impl Report {
     }
 }
 
-fn find_image(images: &[BinaryImage], frame: &Frame) -> Option<usize> {
-    if let Some(name) = frame.image.as_deref() {
-        if let Some(i) = images
-            .iter()
-            .position(|img| img.name.as_deref() == Some(name))
-        {
-            return Some(i);
+/// Lookup of images by name and by address (sorted ranges), so resolving N frames
+/// against M images costs O(N log M), whatever the input.
+struct ImageIndex<'a> {
+    by_name: std::collections::HashMap<&'a str, usize>,
+    /// (base, end exclusive, index), sorted by base.
+    ranges: Vec<(u64, u64, usize)>,
+}
+
+impl<'a> ImageIndex<'a> {
+    fn new(images: &'a [BinaryImage]) -> Self {
+        let mut by_name = std::collections::HashMap::with_capacity(images.len());
+        let mut ranges = Vec::with_capacity(images.len());
+        for (i, img) in images.iter().enumerate() {
+            if let Some(n) = img.name.as_deref() {
+                by_name.entry(n).or_insert(i);
+            }
+            if let (Some(base), Some(size)) = (img.base, img.size) {
+                if size > 0 {
+                    ranges.push((base, base.saturating_add(size), i));
+                }
+            }
         }
+        ranges.sort_unstable();
+        ImageIndex { by_name, ranges }
     }
-    let addr = frame.address?;
-    images.iter().position(|img| match (img.base, img.size) {
-        (Some(base), Some(size)) if size > 0 => addr >= base && addr - base < size,
-        _ => false,
-    })
+
+    fn find(&self, images: &[BinaryImage], frame: &Frame) -> Option<usize> {
+        if let Some(i) = frame.image.as_deref().and_then(|n| self.by_name.get(n)) {
+            return Some(*i);
+        }
+        let addr = frame.address?;
+        // The range with the highest base at or below addr.
+        let pos = self.ranges.partition_point(|r| r.0 <= addr);
+        let (_, end, i) = *self.ranges.get(pos.checked_sub(1)?)?;
+        (addr < end && i < images.len()).then_some(i)
+    }
 }
 
 /// Normalise a UUID: 32 hex digits with or without dashes → lower-case dashed 8-4-4-4-12.

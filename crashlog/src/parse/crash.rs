@@ -43,7 +43,9 @@ pub(crate) fn parse_crash_text(text: &str, first_line: u64) -> Result<Report, Pa
 
     let finish_thread = |r: &mut Report, t: Option<Thread>| {
         if let Some(t) = t {
-            r.threads.push(t);
+            if r.threads.len() < super::MAX_THREADS {
+                r.threads.push(t);
+            }
         }
     };
 

@@ -103,27 +103,38 @@ fn heaviest_path(nodes: &[Node]) -> Vec<Frame> {
     if nodes.is_empty() {
         return path;
     }
+    // end[i]: first node after i that is not in i's subtree (O(n) with a stack), so the
+    // walk below costs O(n) in total whatever the shape of the tree.
+    let n = nodes.len();
+    let mut end = vec![n; n];
+    let mut stack: Vec<usize> = Vec::new();
+    for i in (0..n).rev() {
+        while stack
+            .last()
+            .is_some_and(|&t| nodes[t].indent > nodes[i].indent)
+        {
+            stack.pop();
+        }
+        end[i] = stack.last().copied().unwrap_or(n);
+        stack.push(i);
+    }
     let mut cur = 0usize;
     let mut depth = 0u32;
     loop {
-        let node = &nodes[cur];
-        let mut f = node.frame.clone();
+        let mut f = nodes[cur].frame.clone();
         f.depth = Some(depth);
         path.push(f);
         if path.len() >= super::MAX_FRAMES {
             break;
         }
-        // Children: following nodes with greater indent until one with indent <= ours.
+        // Direct children: hop from subtree to subtree.
         let mut best: Option<usize> = None;
-        let mut child_indent: Option<usize> = None;
-        for (j, n) in nodes.iter().enumerate().skip(cur + 1) {
-            if n.indent <= node.indent {
-                break;
-            }
-            let ci = *child_indent.get_or_insert(n.indent);
-            if n.indent == ci && best.is_none_or(|b| n.samples > nodes[b].samples) {
+        let mut j = cur + 1;
+        while j < end[cur] {
+            if best.is_none_or(|b| nodes[j].samples > nodes[b].samples) {
                 best = Some(j);
             }
+            j = end[j].max(j + 1);
         }
         match best {
             Some(b) => {
