@@ -5,6 +5,7 @@ use std::path::Path;
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     let sets = [
+        ("alloc_ops", flowslab_fuzz::seeds::alloc_ops()),
         ("flow_ops", flowslab_fuzz::seeds::flow_ops()),
         (
             "crashlog_roundtrip",

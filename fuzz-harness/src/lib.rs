@@ -8,7 +8,7 @@
 //!
 //! | target | body | oracle |
 //! |---|---|---|
-//! | `alloc_ops` | [`alloc`] | audit reports equal the model's misuse, stats agree, no leaks |
+//! | `alloc_ops` | [`alloc::run`] | audit reports equal the model's misuse, stats agree, no leaks |
 //! | `flow_ops` | [`flow::run`] | refcounts, owner/waiter/fd counts, failover, session, no leaks |
 //! | `crashlog_parse_<family>` | [`parse::run`] | bounded model, renderable, chunking-invariant logs |
 //! | `crashlog_roundtrip` | [`roundtrip::run`] | render → parse gives the same content |
@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+pub mod alloc;
 pub mod bytes;
 pub mod flow;
 pub mod parse;
@@ -30,6 +31,7 @@ pub type Body = fn(&[u8]);
 
 /// Every target: its name and its body.
 pub const TARGETS: &[(&str, Body)] = &[
+    ("alloc_ops", alloc::run),
     ("flow_ops", flow::run),
     ("crashlog_parse_auto", |d| parse::run(Family::Auto, d)),
     ("crashlog_parse_ips", |d| parse::run(Family::Ips, d)),

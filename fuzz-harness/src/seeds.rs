@@ -130,3 +130,67 @@ pub fn crashlog_roundtrip() -> Vec<Seed> {
     }
     out
 }
+
+/// Seeds for `alloc_ops`: valid workloads only (no misuse), so that the time to find each
+/// misuse kind measures the fuzzer (see [`crate::alloc::OpTag`] for the encoding). The
+/// first byte picks the object sizes.
+pub fn alloc_ops() -> Vec<Seed> {
+    let seed = |name, data: &[&[u8]]| Seed {
+        name,
+        data: data.concat(),
+        exposes: None,
+    };
+    vec![
+        seed(
+            "seed-alloc-free",
+            &[
+                &[2],
+                &[0, 0],
+                &[0, 0],
+                &[0, 1],
+                &[1, 0, 0],
+                &[0, 0],
+                &[1, 1, 0],
+                &[1, 0, 1],
+            ],
+        ),
+        seed(
+            "seed-batch",
+            &[
+                &[1],
+                &[2, 0, 12],
+                &[2, 1, 5],
+                &[3, 0, 7],
+                &[0, 2],
+                &[3, 1, 16],
+            ],
+        ),
+        seed(
+            "seed-maintenance",
+            &[
+                &[3],
+                &[2, 0, 16],
+                &[3, 0, 8],
+                &[4, 0],
+                &[2, 0, 4],
+                &[5, 0],
+                &[6, 0, 0],
+                &[7, 0],
+                &[6, 0, 1],
+            ],
+        ),
+        seed(
+            "seed-three-caches",
+            &[
+                &[4],
+                &[0, 0],
+                &[0, 1],
+                &[0, 2],
+                &[1, 1, 0],
+                &[4, 2],
+                &[1, 2, 0],
+                &[0, 0],
+            ],
+        ),
+    ]
+}
