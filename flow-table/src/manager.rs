@@ -229,13 +229,14 @@ impl FlowManager {
         0xffff_fe2a_1000_0000 + u64::from(owner.pid()) * 0x200
     }
 
-    fn sk_log(&self, bit: u64, func: &str, cpu: u32, msg: String) {
+    /// `SK_DF`: formats the message only when `sk_verbose` has `bit`.
+    fn sk_log(&self, bit: u64, func: &str, cpu: u32, msg: impl FnOnce() -> String) {
         if self.cfg.sk_verbose & bit == bit && self.log.enabled() {
             self.log.log(
                 &LogSource::kernel(),
                 0x1f3 + u64::from(cpu),
                 LogType::Default,
-                format!("SK[{cpu}]: {func:<30} {msg}"),
+                format!("SK[{cpu}]: {func:<30} {}", msg()),
             );
         }
     }
@@ -380,12 +381,9 @@ impl FlowManager {
         )
         .ok_or(FlowError::TableFull)?;
         let cpu = flowid % self.cfg.ncpu.max(1);
-        self.sk_log(
-            SK_VERB_MEM,
-            "fe_alloc",
-            cpu,
-            format!("fe {:#x} ALLOC", fe.addr()),
-        );
+        self.sk_log(SK_VERB_MEM, "fe_alloc", cpu, || {
+            format!("fe {:#x} ALLOC", fe.addr())
+        });
 
         // Insert: children hang off their parent, everything else goes in the table.
         if let Some(p) = &parent {
@@ -414,18 +412,15 @@ impl FlowManager {
         // One reference in the owner's id tree.
         owner.lock().flows.insert(req.uuid, fe.clone());
 
-        self.sk_log(
-            SK_VERB_FLOW,
-            "flow_entry_alloc",
-            cpu,
+        self.sk_log(SK_VERB_FLOW, "flow_entry_alloc", cpu, || {
             format!(
                 "allocated entry \"{}\" fe {:#x} flags 0x{} [fo {:#x} ]",
                 fe.as_string(),
                 fe.addr(),
                 fe.flags_string(),
                 Self::owner_addr(owner)
-            ),
-        );
+            )
+        });
         Ok(fe)
     }
 
@@ -444,6 +439,18 @@ impl FlowManager {
     /// `flow_mgr_find_fe_by_key`: tries the masks in use from most to least specific and
     /// returns the first match, retained. A v4-only 2-tuple listener never matches a v6 key.
     pub fn find_by_key(&self, key: &FlowKey) -> Option<FlowEntryRef> {
+        self.find_by_key_with(key, FlowEntryRef::retain)
+    }
+
+    /// Like [`FlowManager::find_by_key`], but runs `f` on the entry while its bucket is
+    /// locked instead of retaining it (the packet path's cheapest form: no refcount
+    /// traffic). `f` must not call back into the table.
+    pub fn find_by_key_with<R>(
+        &self,
+        key: &FlowKey,
+        f: impl FnOnce(&Arc<FlowEntry>) -> R,
+    ) -> Option<R> {
+        let mut f = Some(f);
         for mask in FlowMask::LOOKUP_ORDER {
             if self.mask_counts[mask.index()].load(Ordering::Relaxed) == 0 {
                 continue;
@@ -460,10 +467,10 @@ impl FlowManager {
                         && fe.matches_words(&w)
                         && !(v6 && mask == FlowMask::TwoTuple && fe.key().ipver == 4)
                 },
-                FlowEntryRef::retain,
+                |fe| f.take().map(|f| f(fe)),
             );
-            if hit.is_some() {
-                return hit;
+            if let Some(r) = hit {
+                return r;
             }
         }
         None

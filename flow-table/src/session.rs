@@ -79,7 +79,7 @@ impl VpnSession {
             faults,
             log,
             source: LogSource::process("nesessionmanager", pid)
-                .subsystem("com.apple.networkextension", ""),
+                .subsystem("com.apple.networkextension", "session"),
             skipped: 0,
             provider_pending: false,
             asleep: false,
