@@ -40,10 +40,10 @@ fn replay_corpora_and_artifacts() {
             !corpus.is_empty(),
             "fuzz/corpus/{name} is empty: every target needs committed seeds"
         );
-        for p in corpus
-            .iter()
-            .chain(&files(&root.join("artifacts").join(name)))
-        {
+        let artifacts = files(&root.join("artifacts").join(name));
+        // Known bugs of other crates: the harness tolerates them by default.
+        let known = files(&root.join("known-bugs").join(name));
+        for p in corpus.iter().chain(&artifacts).chain(&known) {
             let data = std::fs::read(p).unwrap();
             if catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
                 panic!("{name}: {} fails (see the panic above)", p.display());
