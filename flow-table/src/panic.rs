@@ -247,7 +247,6 @@ pub fn render_panic_text(p: &PanicRecord, host: &PanicHost, cx: &PanicContext) -
         let _ = writeln!(s, "\t\t  lr: {lr:#018x}  fp: {fp:#018x}");
         fp += 0x60;
     }
-    let _ = writeln!(s, "\t\t  lr: 0x0000000000000000  fp: 0x0000000000000000");
     s.push('\n');
     let _ = writeln!(
         s,

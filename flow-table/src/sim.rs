@@ -531,7 +531,7 @@ impl World {
             self.mgr.destroy(&owner, fe, false);
         }
         // Waiters retry when their path changes and on their retry timers.
-        for round in 0..3 {
+        for _retry in 0..3 {
             self.tick(10_000_000);
             self.mgr.reap_linger(self.log.clock().now_ms(), false);
             let mut still = Vec::new();
@@ -560,7 +560,6 @@ impl World {
                 }
             }
             waiting = still;
-            let _ = round;
         }
         self.summary.stuck_connections += waiting.len();
         // The proxy gives up on the stuck ones and closes everything.
@@ -757,9 +756,6 @@ impl World {
                         drop(pcb_ref);
                     }
                     mgr.destroy(&sock.owner, socket_ref, true);
-                    if let Some(p) = sock.pcb {
-                        let _ = p;
-                    }
                 });
                 if self.halted() {
                     self.panic_time_us = self.log.clock().now_us();
