@@ -65,7 +65,15 @@ pub struct LogStats {
 #[derive(Debug)]
 pub struct LogReader<R> {
     reader: R,
+    st: State,
+}
+
+/// Everything but the reader, so a line can be parsed straight out of the reader's
+/// buffer while the state is updated (no copy on the common path).
+#[derive(Debug)]
+struct State {
     limits: LogLimits,
+    /// Lines that straddle the reader's buffer (or are cut) are assembled here.
     buf: Vec<u8>,
     line_no: u64,
     pending: Option<LogEntry>,
@@ -88,16 +96,18 @@ impl<R: BufRead> LogReader<R> {
     pub fn with_limits(reader: R, limits: LogLimits) -> Self {
         LogReader {
             reader,
-            limits,
-            buf: Vec::with_capacity(1024),
-            line_no: 0,
-            pending: None,
-            pending_blanks: 0,
-            ready: VecDeque::new(),
-            json: JsonScanner::default(),
-            done: false,
-            stats: LogStats::default(),
-            blank_ends_entry: false,
+            st: State {
+                limits,
+                buf: Vec::with_capacity(1024),
+                line_no: 0,
+                pending: None,
+                pending_blanks: 0,
+                ready: VecDeque::new(),
+                json: JsonScanner::default(),
+                done: false,
+                stats: LogStats::default(),
+                blank_ends_entry: false,
+            },
         }
     }
 
@@ -105,19 +115,41 @@ impl<R: BufRead> LogReader<R> {
     /// blank lines inside multi-line messages). True suits forum posts, where prose
     /// follows a log excerpt after a blank line.
     pub fn blank_line_ends_entry(mut self, yes: bool) -> Self {
-        self.blank_ends_entry = yes;
+        self.st.blank_ends_entry = yes;
         self
     }
 
     /// Counters so far.
     pub fn stats(&self) -> LogStats {
-        self.stats
+        self.st.stats
+    }
+
+    /// Parse the next line in place when it lies whole in the reader's buffer.
+    /// Returns false when the slow path must assemble the line.
+    fn fast_line(&mut self) -> bool {
+        let Ok(chunk) = self.reader.fill_buf() else {
+            return false;
+        };
+        let Some(i) = memchr::memchr(b'\n', chunk) else {
+            return false;
+        };
+        if i > self.st.limits.max_line {
+            return false;
+        }
+        let line = chunk[..i].strip_suffix(b"\r").unwrap_or(&chunk[..i]);
+        self.st.line_no += 1;
+        self.st.stats.lines += 1;
+        self.st.stats.bytes += i as u64 + 1;
+        self.st.handle_line(line);
+        self.reader.consume(i + 1);
+        true
     }
 
     /// Read one line (without its terminator) into `buf`, keeping at most `max_line`
     /// bytes. Returns false at end of input.
     fn read_line(&mut self) -> std::io::Result<bool> {
-        self.buf.clear();
+        let st = &mut self.st;
+        st.buf.clear();
         let mut any = false;
         let mut truncated = false;
         loop {
@@ -134,13 +166,13 @@ impl<R: BufRead> LogReader<R> {
                 Some(i) => (i, true),
                 None => (chunk.len(), false),
             };
-            let room = self.limits.max_line.saturating_sub(self.buf.len());
+            let room = st.limits.max_line.saturating_sub(st.buf.len());
             if take > room {
                 truncated = true;
             }
-            self.buf.extend_from_slice(&chunk[..take.min(room)]);
+            st.buf.extend_from_slice(&chunk[..take.min(room)]);
             let consumed = if found { take + 1 } else { take };
-            self.stats.bytes += consumed as u64;
+            st.stats.bytes += consumed as u64;
             self.reader.consume(consumed);
             if found {
                 break;
@@ -149,17 +181,19 @@ impl<R: BufRead> LogReader<R> {
         if !any {
             return Ok(false);
         }
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
+        if st.buf.last() == Some(&b'\r') {
+            st.buf.pop();
         }
-        self.line_no += 1;
-        self.stats.lines += 1;
+        st.line_no += 1;
+        st.stats.lines += 1;
         if truncated {
-            self.stats.truncated_lines += 1;
+            st.stats.truncated_lines += 1;
         }
         Ok(true)
     }
+}
 
+impl State {
     fn emit(&mut self, entry: LogEntry) {
         self.pending_blanks = 0;
         if let Some(prev) = self.pending.replace(entry) {
@@ -194,8 +228,14 @@ impl<R: BufRead> LogReader<R> {
         }
     }
 
-    fn handle_line(&mut self) {
+    /// The slow path's assembled line.
+    fn handle_buffered(&mut self) {
         let buf = std::mem::take(&mut self.buf);
+        self.handle_line(&buf);
+        self.buf = buf;
+    }
+
+    fn handle_line(&mut self, buf: &[u8]) {
         let line_no = self.line_no;
         let first = buf.iter().position(|b| !b.is_ascii_whitespace());
         // ndjson fast path: a whole object on one line goes straight to serde.
@@ -211,7 +251,6 @@ impl<R: BufRead> LogReader<R> {
                             self.ready.push_back(Err(e));
                         }
                     }
-                    self.buf = buf;
                     return;
                 }
             }
@@ -220,7 +259,7 @@ impl<R: BufRead> LogReader<R> {
             let mut objects = Vec::new();
             let res = self
                 .json
-                .feed(&buf, line_no, self.limits.max_json_object, &mut objects);
+                .feed(buf, line_no, self.limits.max_json_object, &mut objects);
             for (obj, start) in objects {
                 match json_entry(&obj, start) {
                     Ok(Some(e)) => self.emit(e),
@@ -235,14 +274,13 @@ impl<R: BufRead> LogReader<R> {
                 self.flush_pending();
                 self.ready.push_back(Err(e));
             }
-            self.buf = buf;
             return;
         }
         let owned;
-        let s: &str = match std::str::from_utf8(&buf) {
+        let s: &str = match std::str::from_utf8(buf) {
             Ok(s) => s,
             Err(_) => {
-                owned = String::from_utf8_lossy(&buf).into_owned();
+                owned = String::from_utf8_lossy(buf).into_owned();
                 &owned
             }
         };
@@ -258,7 +296,6 @@ impl<R: BufRead> LogReader<R> {
             }
             Line::Text => self.continuation(s.trim_end()),
         }
-        self.buf = buf;
     }
 }
 
@@ -267,29 +304,34 @@ impl<R: BufRead> Iterator for LogReader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(x) = self.ready.pop_front() {
+            if let Some(x) = self.st.ready.pop_front() {
                 return Some(x);
             }
-            if self.done {
+            if self.st.done {
                 return None;
             }
+            if self.fast_line() {
+                continue;
+            }
             match self.read_line() {
-                Ok(true) => self.handle_line(),
+                Ok(true) => self.st.handle_buffered(),
                 Ok(false) => {
-                    self.done = true;
-                    self.flush_pending();
-                    if self.json.depth > 0 {
-                        self.ready.push_back(Err(ParseError::Malformed {
-                            line: self.json.start_line.max(1),
+                    let st = &mut self.st;
+                    st.done = true;
+                    st.flush_pending();
+                    if st.json.depth > 0 {
+                        st.ready.push_back(Err(ParseError::Malformed {
+                            line: st.json.start_line.max(1),
                             message: "log JSON object is not closed: truncated input".into(),
                         }));
                     }
                 }
                 Err(e) => {
-                    self.done = true;
-                    self.flush_pending();
-                    self.ready.push_back(Err(ParseError::Io {
-                        line: self.line_no + 1,
+                    let st = &mut self.st;
+                    st.done = true;
+                    st.flush_pending();
+                    st.ready.push_back(Err(ParseError::Io {
+                        line: st.line_no + 1,
                         source: e,
                     }));
                 }
@@ -615,7 +657,7 @@ fn parse_default(t: &str, ts: LogTime, mut i: usize, line: u64) -> Option<LogEnt
     }
     let tail = &t[i..];
     // `process: …` — the process name ends at the first ": ".
-    let (process, rest) = match memchr::memmem::find(tail.as_bytes(), b": ") {
+    let (process, rest) = match find_colon_space(tail.as_bytes()) {
         Some(p) if p > 0 => (Some(&tail[..p]), &tail[p + 2..]),
         _ => match tail.strip_suffix(':') {
             Some(p) => (Some(p), ""),
@@ -625,6 +667,20 @@ fn parse_default(t: &str, ts: LogTime, mut i: usize, line: u64) -> Option<LogEnt
     e.process = process.and_then(some_str);
     fill_tail(&mut e, rest);
     Some(e)
+}
+
+/// Position of the first `": "` (a `memchr` loop: cheaper than building a memmem
+/// searcher per line).
+fn find_colon_space(b: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b':', b.get(from..)?) {
+        let at = from + i;
+        if b.get(at + 1) == Some(&b' ') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// `(sender) [subsystem:category] message` — both prefixes optional.

@@ -6,10 +6,20 @@ use crate::model::Frame;
 /// Parse `0x1f`/`0X1f` (prefix required).
 pub(crate) fn hex0x(s: &str) -> Option<u64> {
     let d = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
-    if d.is_empty() || d.len() > 16 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if d.is_empty() || d.len() > 16 {
         return None;
     }
-    u64::from_str_radix(d, 16).ok()
+    let mut v = 0u64;
+    for b in d.bytes() {
+        let n = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(n);
+    }
+    Some(v)
 }
 
 /// Parse a decimal `u64` (all digits, no sign).
