@@ -367,66 +367,95 @@ impl JsonScanner {
         out: &mut Vec<(Vec<u8>, u64)>,
     ) -> Result<(), ParseError> {
         let mut err = None;
-        for &c in line {
+        let n = line.len();
+        let mut i = 0;
+        // Start of the part of `line` that belongs to the current object and is not yet
+        // copied into `obj`.
+        let mut seg = 0;
+        while i < n {
             if self.depth == 0 {
-                match c {
+                match line[i] {
                     b'{' => {
                         self.depth = 1;
                         self.obj.clear();
-                        self.obj.push(c);
                         self.start_line = line_no;
                         self.overflow = false;
+                        seg = i;
                     }
                     b'[' => self.array = true,
                     b']' => self.array = false,
                     _ => {}
                 }
+                i += 1;
                 continue;
-            }
-            if !self.overflow {
-                if self.obj.len() >= max {
-                    self.overflow = true;
-                    self.obj.clear();
-                    err = Some(ParseError::TooLarge {
-                        line: self.start_line,
-                        what: "log JSON object",
-                        limit: max as u64,
-                    });
-                } else {
-                    self.obj.push(c);
-                }
             }
             if self.in_str {
                 if self.esc {
                     self.esc = false;
-                } else if c == b'\\' {
-                    self.esc = true;
-                } else if c == b'"' {
-                    self.in_str = false;
+                    i += 1;
+                    continue;
+                }
+                match memchr::memchr2(b'"', b'\\', &line[i..]) {
+                    None => i = n,
+                    Some(k) => {
+                        if line[i + k] == b'\\' {
+                            self.esc = true;
+                        } else {
+                            self.in_str = false;
+                        }
+                        i += k + 1;
+                    }
                 }
                 continue;
             }
-            match c {
-                b'"' => self.in_str = true,
-                b'{' | b'[' => self.depth = self.depth.saturating_add(1),
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 && !self.overflow {
-                        out.push((std::mem::take(&mut self.obj), self.start_line));
+            // Inside an object only braces count for depth (brackets nest inside them).
+            match memchr::memchr3(b'"', b'{', b'}', &line[i..]) {
+                None => i = n,
+                Some(k) => {
+                    let p = i + k;
+                    match line[p] {
+                        b'"' => self.in_str = true,
+                        b'{' => self.depth = self.depth.saturating_add(1),
+                        _ => {
+                            self.depth -= 1;
+                            if self.depth == 0 {
+                                self.append(&line[seg..=p], max, &mut err);
+                                if !self.overflow {
+                                    out.push((std::mem::take(&mut self.obj), self.start_line));
+                                }
+                            }
+                        }
                     }
+                    i = p + 1;
                 }
-                _ => {}
             }
         }
-        if self.depth > 0 && !self.overflow {
+        if self.depth > 0 {
+            self.append(&line[seg.min(n)..], max, &mut err);
             // Keep line structure for error positions.
-            if self.obj.len() < max {
-                self.obj.push(b'\n');
-            }
+            self.append(b"\n", max, &mut err);
         }
         match err {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Copy part of the current object, or give up on it past `max` bytes.
+    fn append(&mut self, bytes: &[u8], max: usize, err: &mut Option<ParseError>) {
+        if self.overflow {
+            return;
+        }
+        if self.obj.len() + bytes.len() > max {
+            self.overflow = true;
+            self.obj = Vec::new();
+            *err = Some(ParseError::TooLarge {
+                line: self.start_line,
+                what: "log JSON object",
+                limit: max as u64,
+            });
+        } else {
+            self.obj.extend_from_slice(bytes);
         }
     }
 }
@@ -993,6 +1022,26 @@ mod tests {
         let nd = "{\"eventMessage\":\"a\",\"processID\":1}\n{\"count\":2,\"finished\":1}\n";
         let v = parse(nd);
         assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn json_strings_hide_braces_and_objects_are_capped() {
+        let text = "[{\n  \"eventMessage\" : \"a } \\\" { b\",\n  \"x\" : [1, {\"y\": 2}]\n},{\"eventMessage\":\"c\"}]\n";
+        let v = parse(text);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].message, "a } \" { b");
+        assert_eq!(v[1].message, "c");
+        let big = format!(
+            "[{{\n\"eventMessage\" : \"{}\"\n}},{{\"eventMessage\":\"ok\"}}]\n",
+            "x".repeat(5000)
+        );
+        let limits = LogLimits {
+            max_json_object: 1000,
+            ..LogLimits::default()
+        };
+        let r: Vec<_> = LogReader::with_limits(big.as_bytes(), limits).collect();
+        assert_eq!(r[0].as_ref().unwrap_err().name(), "too_large");
+        assert_eq!(r[1].as_ref().unwrap().message, "ok");
     }
 
     #[test]
