@@ -13,14 +13,20 @@
 //! * When the search fails the table doubles (`cuckoo_resize(EXPAND)`); `try_shrink`
 //!   halves it at ≤ 40 % load.
 //!
-//! Differences from skywalk, chosen for speed and safety: the table lock is *striped*
-//! (one reader-writer lock per reader slot, each on its own cache line, all taken for a
-//! resize) so concurrent readers do not bounce one lock word between cores; writers
-//! (add, delete, resize) are serialised by one writer mutex, which keeps move paths valid
-//! without skywalk's trylock dance; and nodes with exactly equal 32-bit hashes take
-//! separate slots instead of being chained through an intrusive `next` pointer.
+//! Differences from skywalk, chosen for speed and safety:
+//! * no table lock on the read path. A resize builds the new bucket array, publishes it as
+//!   the next *generation* (arrays are kept until the table is dropped, so a reader's
+//!   reference never dangles), then empties the old array; readers that miss while a
+//!   resize or move ran see the sequence counter change and retry. At most
+//!   [`GENERATIONS`] resizes over the table's life (a doubling from 6 to 2^24 takes 22).
+//! * writers (add, delete, resize) are serialised by one writer mutex, which keeps move
+//!   paths valid without skywalk's trylock dance;
+//! * nodes with exactly equal 32-bit hashes take separate slots instead of being chained
+//!   through an intrusive `next` pointer.
 
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, RwLock, reader_slot};
+use std::sync::OnceLock;
+
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// Slots per bucket (`_CHT_BUCKET_SLOTS` on LP64).
 pub const BUCKET_SLOTS: usize = 6;
@@ -30,8 +36,8 @@ pub const BFS_QUEUE_LEN: usize = 255;
 pub const ENTRIES_MAX: usize = 1 << 24;
 /// `_CHT_MAX_LOAD_SHRINK` (percent).
 pub const MAX_LOAD_SHRINK: usize = 40;
-/// Number of table-lock stripes.
-const STRIPES: usize = if cfg!(loom) { 1 } else { 16 };
+/// How many bucket arrays (resizes + 1) a table can go through.
+pub const GENERATIONS: usize = 64;
 
 /// `__alt_hash`.
 pub fn alt_hash(h: u32) -> u32 {
@@ -149,13 +155,12 @@ struct BfsEntry {
     hash: u32,
 }
 
-#[repr(align(128))]
-struct Stripe<T>(RwLock<Arc<Buckets<T>>>);
-
 /// The table. `T` is the intrusive object (a flow entry); the table holds one `Arc` per
 /// node (the "table reference").
 pub struct CuckooTable<T> {
-    stripes: Box<[Stripe<T>]>,
+    /// Bucket arrays, one per generation; `cur` names the live one.
+    gens: Box<[OnceLock<Buckets<T>>]>,
+    cur: AtomicUsize,
     writer: Mutex<()>,
     n_entries: AtomicUsize,
     moves: AtomicU64,
@@ -177,11 +182,11 @@ impl<T> CuckooTable<T> {
     /// clamped to 6 ..= 2^24.
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.clamp(BUCKET_SLOTS, ENTRIES_MAX);
-        let b = Arc::new(Buckets::with_buckets(capacity / BUCKET_SLOTS));
+        let gens: Box<[OnceLock<Buckets<T>>]> = (0..GENERATIONS).map(|_| OnceLock::new()).collect();
+        let _ = gens[0].set(Buckets::with_buckets(capacity / BUCKET_SLOTS));
         CuckooTable {
-            stripes: (0..STRIPES)
-                .map(|_| Stripe(RwLock::new(Arc::clone(&b))))
-                .collect(),
+            gens,
+            cur: AtomicUsize::new(0),
             writer: Mutex::new(()),
             n_entries: AtomicUsize::new(0),
             moves: AtomicU64::new(0),
@@ -202,7 +207,7 @@ impl<T> CuckooTable<T> {
 
     /// Current capacity (`n_buckets * 6`).
     pub fn capacity(&self) -> usize {
-        self.current().capacity()
+        self.current().map_or(0, Buckets::capacity)
     }
 
     /// How many times the table was resized.
@@ -210,12 +215,10 @@ impl<T> CuckooTable<T> {
         self.resizes.load(Ordering::Relaxed)
     }
 
-    fn stripe(&self) -> &RwLock<Arc<Buckets<T>>> {
-        &self.stripes[reader_slot() % self.stripes.len()].0
-    }
-
-    fn current(&self) -> Arc<Buckets<T>> {
-        Arc::clone(&self.stripe().read())
+    /// The live bucket array (always set: generation 0 at creation, each later one before
+    /// `cur` names it).
+    fn current(&self) -> Option<&Buckets<T>> {
+        self.gens.get(self.cur.load(Ordering::SeqCst))?.get()
     }
 
     /// `cuckoo_hashtable_find_with_hash`: the first node with hash `h` for which `matches`
@@ -226,10 +229,10 @@ impl<T> CuckooTable<T> {
         matches: impl Fn(&T) -> bool,
         retain: impl FnOnce(&Arc<T>) -> R,
     ) -> Option<R> {
-        let table = self.stripe().read();
         let mut retain = Some(retain);
         loop {
             let seq = self.moves.load(Ordering::SeqCst);
+            let table = self.current()?;
             for b in [table.primary(h), table.alternate(h)] {
                 let g = table.bucket(b).lock();
                 for i in 0..BUCKET_SLOTS {
@@ -255,20 +258,19 @@ impl<T> CuckooTable<T> {
     pub fn add(&self, h: u32, node: &Arc<T>) -> Result<(), CuckooError> {
         let _w = self.writer.lock();
         loop {
-            let table = self.current();
-            if self.contains_node(&table, h, node) {
+            let table = self.current().ok_or(CuckooError::Full)?;
+            if self.contains_node(table, h, node) {
                 return Err(CuckooError::Exists);
             }
-            if table.add_direct(h, node) || self.add_by_moves(&table, h, node) {
+            if table.add_direct(h, node) || self.add_by_moves(table, h, node) {
                 self.n_entries.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             // ENOMEM from the probe: expand and retry.
             let cap = table.capacity();
-            if cap >= ENTRIES_MAX {
+            if cap >= ENTRIES_MAX || !self.resize_locked(table, table.buckets.len() * 2) {
                 return Err(CuckooError::Full);
             }
-            self.resize_locked(&table, table.buckets.len() * 2);
         }
     }
 
@@ -377,7 +379,7 @@ impl<T> CuckooTable<T> {
     /// `cuckoo_hashtable_del`: removes exactly `node`, returning the table's reference.
     pub fn del(&self, h: u32, node: &Arc<T>) -> Result<Arc<T>, CuckooError> {
         let _w = self.writer.lock();
-        let table = self.current();
+        let table = self.current().ok_or(CuckooError::NotFound)?;
         for b in [table.primary(h), table.alternate(h)] {
             let mut g = table.bucket(b).lock();
             for i in 0..BUCKET_SLOTS {
@@ -398,7 +400,9 @@ impl<T> CuckooTable<T> {
     /// than the requested capacity. Returns whether it shrank.
     pub fn try_shrink(&self) -> bool {
         let _w = self.writer.lock();
-        let table = self.current();
+        let Some(table) = self.current() else {
+            return false;
+        };
         let cap = table.capacity();
         if cap <= self.requested || self.len() * 100 > cap * MAX_LOAD_SHRINK {
             return false;
@@ -407,13 +411,17 @@ impl<T> CuckooTable<T> {
         if half == table.buckets.len() {
             return false;
         }
-        self.resize_locked(&table, half);
-        true
+        self.resize_locked(table, half)
     }
 
-    /// Rebuilds into `n_buckets` buckets (doubling further if the nodes do not fit) and
-    /// publishes the new buckets under every stripe's write lock.
-    fn resize_locked(&self, old: &Buckets<T>, n_buckets: usize) {
+    /// Rebuilds into `n_buckets` buckets (doubling further if the nodes do not fit),
+    /// publishes the result as the next generation and empties the old array. Returns
+    /// false (changing nothing) when every generation is used up.
+    fn resize_locked(&self, old: &Buckets<T>, n_buckets: usize) -> bool {
+        let next = self.cur.load(Ordering::SeqCst) + 1;
+        let Some(slot) = self.gens.get(next) else {
+            return false;
+        };
         let mut n = n_buckets;
         let fresh = loop {
             let fresh = Buckets::with_buckets(n);
@@ -435,19 +443,29 @@ impl<T> CuckooTable<T> {
             }
             n *= 2;
         };
-        let fresh = Arc::new(fresh);
-        let mut guards: Vec<_> = self.stripes.iter().map(|s| s.0.write()).collect();
-        for g in guards.iter_mut() {
-            **g = Arc::clone(&fresh);
+        if slot.set(fresh).is_err() {
+            return false;
         }
-        drop(guards);
+        // Readers that miss from now until the old array is empty will retry.
+        self.moves.fetch_add(1, Ordering::SeqCst);
+        self.cur.store(next, Ordering::SeqCst);
+        for pb in old.buckets.iter() {
+            let mut g = pb.0.lock();
+            for n in g.nodes.iter_mut() {
+                n.take();
+            }
+        }
+        self.moves.fetch_add(1, Ordering::SeqCst);
         self.resizes.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// `cuckoo_hashtable_foreach`: visits every node (concurrent changes may or may not be
     /// seen). Stops early when `f` returns false.
     pub fn for_each(&self, mut f: impl FnMut(u32, &Arc<T>) -> bool) {
-        let table = self.stripe().read();
+        let Some(table) = self.current() else {
+            return;
+        };
         for pb in table.buckets.iter() {
             let g = pb.0.lock();
             for i in 0..BUCKET_SLOTS {
@@ -463,7 +481,9 @@ impl<T> CuckooTable<T> {
     /// Debug health check (the DEV kernel's `stray hash` / `seen != n_entries` panics):
     /// every node sits in its primary or alternate bucket and the count agrees.
     pub fn health_check(&self) -> Result<(), String> {
-        let table = self.stripe().read();
+        let Some(table) = self.current() else {
+            return Err("no live bucket array".into());
+        };
         let mut seen = 0usize;
         for (bi, pb) in table.buckets.iter().enumerate() {
             let g = pb.0.lock();

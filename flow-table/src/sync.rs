@@ -178,34 +178,6 @@ impl AtomicBool {
     }
 }
 
-/// Index of the calling thread's reader slot in a table's striped table lock.
-///
-/// Each thread gets a stable small number on first use; loom models always use slot 0
-/// (the striping is a performance detail, not a correctness one).
-#[cfg(not(loom))]
-pub(crate) fn reader_slot() -> usize {
-    use std::cell::Cell;
-    static NEXT: imp::atomic::AtomicUsize = imp::atomic::AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SLOT.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        s.set(n);
-        n
-    })
-}
-
-/// Index of the calling thread's reader slot (always 0 under loom).
-#[cfg(loom)]
-pub(crate) fn reader_slot() -> usize {
-    0
-}
-
 /// A hint inside a retry loop (loom: yield so the model can make progress).
 pub(crate) fn spin_hint() {
     #[cfg(loom)]

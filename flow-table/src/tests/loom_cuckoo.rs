@@ -39,3 +39,23 @@ fn move_racing_lookup_never_misses() {
         t.health_check().unwrap();
     });
 }
+
+#[test]
+fn resize_racing_lookup_never_misses() {
+    run_model("resize_racing_lookup", || {
+        let t = Arc::new(CuckooTable::<u32>::with_capacity(6));
+        // One bucket, full: the next add must grow the table.
+        for h in 0..6u32 {
+            t.add(h, &Arc::new(h)).unwrap();
+        }
+        let t2 = Arc::clone(&t);
+        let reader = thread::spawn(move || {
+            assert_eq!(t2.find(3, |n| *n == 3, |n| **n), Some(3));
+        });
+        t.add(6, &Arc::new(6)).unwrap();
+        reader.join().unwrap();
+        assert_eq!(t.resizes(), 1);
+        assert_eq!(t.capacity(), 12);
+        t.health_check().unwrap();
+    });
+}
