@@ -173,6 +173,8 @@ pub struct DivertPcb {
     hash: u32,
     /// `ref_count`: FDRETAIN / FDRELEASE, no underflow check (as in the kernel).
     ref_count: AtomicU32,
+    /// The count split by kind (socket, group, transient), for diagnostics.
+    by_kind: [AtomicU32; 3],
     flags: AtomicU32,
     state: Mutex<PcbState>,
     destroyed: AtomicU32,
@@ -202,6 +204,12 @@ impl DivertPcb {
     /// `ref_count`.
     pub fn ref_count(&self) -> u32 {
         self.ref_count.load(Ordering::Acquire)
+    }
+
+    /// References of one kind currently held (wraps below 0 on an over-release, as the
+    /// kernel's unchecked count would go negative).
+    pub fn refs(&self, kind: PcbRefKind) -> u32 {
+        self.by_kind[kind as usize].load(Ordering::Acquire)
     }
 
     /// Times `flow_divert_pcb_destroy` ran (more than 1 is a use-after-free).
@@ -270,8 +278,9 @@ pub struct FlowDivert {
 }
 
 /// Reference a pcb holds or drops.
-fn fdretain(pcb: &Arc<DivertPcb>) {
+fn fdretain(pcb: &Arc<DivertPcb>, kind: PcbRefKind) {
     pcb.ref_count.fetch_add(1, Ordering::AcqRel);
+    pcb.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 impl FlowDivert {
@@ -431,6 +440,7 @@ impl FlowDivert {
         Arc::new(DivertPcb {
             hash,
             ref_count: AtomicU32::new(1),
+            by_kind: [AtomicU32::new(1), AtomicU32::new(0), AtomicU32::new(0)],
             flags: AtomicU32::new(0),
             state: Mutex::new(PcbState {
                 group: None,
@@ -469,7 +479,7 @@ impl FlowDivert {
                 );
                 return Err(DivertError::Duplicate(unit, pcb.hash));
             }
-            fdretain(pcb);
+            fdretain(pcb, PcbRefKind::Group);
             tree.insert(pcb.hash, Arc::clone(pcb));
         }
         let mut st = pcb.state.lock();
@@ -493,7 +503,8 @@ impl FlowDivert {
 
     /// `FDRELEASE`: destroys the pcb when the count goes 1 → 0. There is no underflow
     /// check, as in the kernel.
-    pub fn fdrelease(&self, pcb: &Arc<DivertPcb>, _kind: PcbRefKind) {
+    pub fn fdrelease(&self, pcb: &Arc<DivertPcb>, kind: PcbRefKind) {
+        pcb.by_kind[kind as usize].fetch_sub(1, Ordering::Relaxed);
         if pcb.ref_count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.pcb_destroy(pcb);
         }
@@ -624,7 +635,7 @@ impl FlowDivert {
         let grp = self.group_lookup(unit, None).ok()?;
         let tree = grp.pcbs.read();
         let pcb = tree.get(&hash)?;
-        fdretain(pcb);
+        fdretain(pcb, PcbRefKind::Transient);
         Some(Arc::clone(pcb))
     }
 
@@ -723,7 +734,7 @@ impl FlowDivert {
                 .fetch_or(GROUP_FLAG_DEFUNCT, Ordering::AcqRel);
             tree.values()
                 .map(|p| {
-                    fdretain(p);
+                    fdretain(p, PcbRefKind::Transient);
                     Arc::clone(p)
                 })
                 .collect()
@@ -805,6 +816,12 @@ mod tests {
         let pcb = d.pcb_create(u1, 0b10, 0, None);
         d.pcb_insert(&pcb, u1).unwrap();
         assert_eq!(pcb.ref_count(), 2);
+        assert_eq!(pcb.refs(PcbRefKind::Socket), 1);
+        assert_eq!(pcb.refs(PcbRefKind::Group), 1);
+        let input = d.pcb_lookup(u1, pcb.hash()).unwrap();
+        assert_eq!(input.refs(PcbRefKind::Transient), 1);
+        d.pcb_release(&input);
+        assert_eq!(pcb.refs(PcbRefKind::Transient), 0);
         let out = d.handle_connect_result(&pcb, 61);
         (d, pcb, out)
     }
