@@ -36,7 +36,8 @@ pub const BFS_QUEUE_LEN: usize = 255;
 pub const ENTRIES_MAX: usize = 1 << 24;
 /// `_CHT_MAX_LOAD_SHRINK` (percent).
 pub const MAX_LOAD_SHRINK: usize = 40;
-/// How many bucket arrays (resizes + 1) a table can go through.
+/// How many bucket arrays (resizes + 1) a table can go through. Shrinks stop while only
+/// the generations needed to grow to [`ENTRIES_MAX`] remain, so growth never runs out.
 pub const GENERATIONS: usize = 64;
 
 /// `__alt_hash`.
@@ -411,7 +412,19 @@ impl<T> CuckooTable<T> {
         if half == table.buckets.len() {
             return false;
         }
+        // Keep enough generations to grow from the shrunk size to ENTRIES_MAX, so a table
+        // that shrank can always grow again.
+        let left = GENERATIONS - 1 - self.cur.load(Ordering::SeqCst);
+        let growth = (ENTRIES_MAX / (half * BUCKET_SLOTS)).max(1).ilog2() as usize + 1;
+        if left <= growth + 1 {
+            return false;
+        }
         self.resize_locked(table, half)
+    }
+
+    /// Generations still available for resizes.
+    pub fn generations_left(&self) -> usize {
+        GENERATIONS - 1 - self.cur.load(Ordering::SeqCst)
     }
 
     /// Rebuilds into `n_buckets` buckets (doubling further if the nodes do not fit),
@@ -560,6 +573,34 @@ mod tests {
             assert_eq!(find(&t, *h, **n), Some(**n));
         }
         assert_eq!(find(&t, nodes[150].0, 150), None);
+    }
+
+    #[test]
+    fn shrink_keeps_room_to_grow() {
+        let t = CuckooTable::with_capacity(6);
+        let nodes: Vec<Arc<u64>> = (0..64u64).map(Arc::new).collect();
+        for _ in 0..40 {
+            for (i, n) in nodes.iter().enumerate() {
+                t.add(i as u32 * 7919, n).unwrap();
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                t.del(i as u32 * 7919, n).unwrap();
+            }
+            while t.try_shrink() {}
+        }
+        // Oscillating load used up the shrink budget, never the growth budget: the table
+        // can still double all the way to ENTRIES_MAX.
+        let need = (ENTRIES_MAX / t.capacity()).ilog2() as usize;
+        assert!(
+            t.generations_left() >= need,
+            "{} < {need}",
+            t.generations_left()
+        );
+        assert!(!t.try_shrink());
+        for (i, n) in nodes.iter().enumerate() {
+            t.add(i as u32 * 7919, n).unwrap();
+        }
+        t.health_check().unwrap();
     }
 
     #[test]

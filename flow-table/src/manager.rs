@@ -547,6 +547,14 @@ impl FlowManager {
         n
     }
 
+    /// The flowswitch reaper's periodic pass: frees expired lingering entries and lets the
+    /// flow table shrink (`cuckoo_hashtable_try_shrink`). Returns how many were freed.
+    pub fn reap(&self, now_ms: u64) -> usize {
+        let n = self.reap_linger(now_ms, false);
+        self.table.try_shrink();
+        n
+    }
+
     /// `flow_owner_bucket_purge`: destroys every flow of `owner`.
     pub fn purge_owner(&self, owner: &FlowOwner) {
         let flows: Vec<FlowEntryRef> = owner.lock().flows.values().cloned().collect();

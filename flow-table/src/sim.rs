@@ -533,7 +533,7 @@ impl World {
         // Waiters retry when their path changes and on their retry timers.
         for _retry in 0..3 {
             self.tick(10_000_000);
-            self.mgr.reap_linger(self.log.clock().now_ms(), false);
+            self.mgr.reap(self.log.clock().now_ms());
             let mut still = Vec::new();
             for (c, t, req) in waiting {
                 match self.mgr.complete_open(&owner, t, &req) {
@@ -570,7 +570,7 @@ impl World {
             self.mgr.destroy(&owner, fe, false);
         }
         self.tick(5_000_000);
-        self.mgr.reap_linger(self.log.clock().now_ms(), false);
+        self.mgr.reap(self.log.clock().now_ms());
     }
 
     // ------------------------------------------------------------ VPN sleep/wake
