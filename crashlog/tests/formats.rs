@@ -771,6 +771,54 @@ fn forum_post_mixing_panic_and_log_yields_both() {
 }
 
 #[test]
+fn flattened_forum_posts_are_split_back_into_lines() {
+    // The seed posts as scraped: panic header and log excerpt run together on one line.
+    let v = auto("forum-flattened-skmem.txt");
+    assert_eq!(v.len(), 2);
+    let p = v[0].panic.as_ref().unwrap();
+    assert_eq!(
+        p.message.as_deref(),
+        Some(
+            "skmem_slab_free_locked: attempt to free invalid or already-freed obj 0xf2fffe29e15f2400 on skm 0xf6fffe2518aaa200 @skmem_slab.c:646"
+        )
+    );
+    assert_eq!(v[0].os.build.as_deref(), Some("25D2128"));
+    // The kernel version stops at the build, not at the end of the paragraph.
+    assert!(
+        p.kernel_version
+            .as_deref()
+            .unwrap()
+            .ends_with("RELEASE_ARM64_T6050")
+    );
+    let log = &v[1].log;
+    assert_eq!(log.len(), 19);
+    assert_eq!(
+        log[1].message,
+        "(402262746): No more valid control units, disabling flow divert"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.message.contains("AppleT8110DART::_fatalException"))
+    );
+    // Storm lines with time-only stamps (Console copy), flattened.
+    let r = one("forum-flattened-nesm.txt");
+    assert_eq!(r.kind, ReportKind::Log);
+    assert_eq!(r.log.len(), 26);
+    assert!(r.log[0].message.starts_with(
+        "NESMVPNSession[Primary Tunnel:Secure DNS: got On Demand start message from pid 5454"
+    ));
+    let t = r.log[0].timestamp.unwrap();
+    assert_eq!(
+        (t.hour, t.minute, t.second, t.offset_minutes),
+        (17, 11, 52, Some(120))
+    );
+    assert_eq!(
+        parse::detect(&data("forum-flattened-nesm.txt")),
+        Format::Auto
+    );
+}
+
+#[test]
 fn detection_and_override() {
     assert_eq!(parse::detect(&data("log-default-skmem.log")), Format::Log);
     assert_eq!(parse::detect(&data("crash-quic-309.ips")), Format::Ips);

@@ -111,10 +111,12 @@ impl<R: BufRead> LogReader<R> {
         }
     }
 
-    /// Whether a blank line ends the current entry (default false: `log show` prints
-    /// blank lines inside multi-line messages). True suits forum posts, where prose
-    /// follows a log excerpt after a blank line.
-    pub fn blank_line_ends_entry(mut self, yes: bool) -> Self {
+    /// Read the input as a paste (forum post, chat, bug tracker) rather than `log show`
+    /// output: a blank line or an unindented line without a timestamp (prose around the
+    /// excerpt) ends the current entry; only indented lines continue its message.
+    /// Default false (`log show` continues messages on unindented lines and prints blank
+    /// lines inside them).
+    pub fn pasted(mut self, yes: bool) -> Self {
         self.st.blank_ends_entry = yes;
         self
     }
@@ -293,6 +295,10 @@ impl State {
                 if self.pending.is_some() {
                     self.pending_blanks = self.pending_blanks.saturating_add(1);
                 }
+            }
+            Line::Text if self.blank_ends_entry && !s.starts_with([' ', '\t']) => {
+                self.flush_pending();
+                self.stats.skipped_lines += 1;
             }
             Line::Text => self.continuation(s.trim_end()),
         }

@@ -171,9 +171,16 @@ pub fn parse_log(bytes: &[u8]) -> Result<Report, ParseError> {
 }
 
 /// What [`detect`] thinks the input is.
+///
+/// [`Format::Auto`] means "no single format": unrecognised text, or text flattened onto
+/// long lines (a forum paste) that [`parse_auto`] first splits back into lines.
 pub fn detect(bytes: &[u8]) -> Format {
     let text = decode(bytes.get(..bytes.len().min(256 * 1024)).unwrap_or(bytes));
-    detect_text(&text).unwrap_or(Format::Auto)
+    let format = detect_text(&text).unwrap_or(Format::Auto);
+    if format != Format::Ips && unflatten(&text).is_some() {
+        return Format::Auto;
+    }
+    format
 }
 
 fn one(mut v: Vec<Report>) -> Result<Report, ParseError> {
@@ -253,7 +260,105 @@ fn line_starts(text: &str) -> Vec<usize> {
     v
 }
 
+/// Lines longer than this are candidates for [`unflatten`].
+const FLAT_LINE: usize = 400;
+
+/// Panic header keys that start a new line when a panic was flattened onto one line.
+const PANIC_KEYS: [&str; 14] = [
+    "Debugger message:",
+    "Memory ID:",
+    "OS release type:",
+    "OS version:",
+    "macOS version:",
+    "Kernel version:",
+    "Fileset Kernelcache UUID:",
+    "Kernel UUID:",
+    "Boot session UUID:",
+    "iBoot version:",
+    "Paniclog version:",
+    "Panicked task ",
+    "Panicked thread:",
+    "Kernel Extensions in backtrace:",
+];
+
+/// Byte offsets (after a space) where a flattened line should be cut: a panic, its header
+/// keys once a panic was seen, and log timestamps with a zone.
+fn flat_cuts(line: &str) -> Vec<usize> {
+    let b = line.as_bytes();
+    let mut cuts = Vec::new();
+    let mut in_panic = false;
+    let mut skip_to = 0;
+    for sp in memchr::memchr_iter(b' ', b) {
+        let p = sp + 1;
+        if p < skip_to || p >= b.len() {
+            continue;
+        }
+        let rest = &line[p..];
+        let cut = if rest.starts_with("panic(cpu ") {
+            in_panic = true;
+            true
+        } else if in_panic && PANIC_KEYS.iter().any(|k| rest.starts_with(k)) {
+            true
+        } else if b[p].is_ascii_digit() {
+            let ts = time::datetime(rest.as_bytes()).or_else(|| time::time_only(rest.as_bytes()));
+            match ts {
+                Some((t, end)) if t.offset_minutes.is_some() && t.nanos > 0 => {
+                    skip_to = p + end;
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            false
+        };
+        if cut {
+            cuts.push(p);
+        }
+    }
+    cuts
+}
+
+/// Forum scrapers and chat tools flatten pasted reports and logs onto one line. When a
+/// long line holds a panic or at least two zoned log timestamps after a space, start a
+/// new line at each of them. `None` when nothing needs cutting.
+fn unflatten(text: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    let mut done = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.len() > FLAT_LINE {
+            let cuts = flat_cuts(line);
+            let strong = line.contains(" panic(cpu ") || cuts.len() >= 2;
+            if strong && !cuts.is_empty() {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 1024));
+                o.push_str(&text[done..offset]);
+                let mut last = 0;
+                for c in cuts {
+                    o.push_str(line[last..c].trim_end_matches(' '));
+                    o.push('\n');
+                    last = c;
+                }
+                o.push_str(&line[last..]);
+                done = offset + line.len();
+            }
+        }
+        offset += line.len();
+    }
+    let mut o = out?;
+    o.push_str(&text[done..]);
+    Some(o)
+}
+
 fn parse_auto_text(text: &str) -> Result<Vec<Report>, ParseError> {
+    if !first_line(text).is_some_and(|(_, l)| ips::is_ips_header(l)) {
+        if let Some(flat) = unflatten(text) {
+            return parse_auto_unflattened(&flat);
+        }
+    }
+    parse_auto_unflattened(text)
+}
+
+fn parse_auto_unflattened(text: &str) -> Result<Vec<Report>, ParseError> {
     let Some(format) = detect_text(text) else {
         let (line, first) = first_line(text).ok_or(ParseError::Empty)?;
         let mut hint: String = first.trim().chars().take(60).collect();
@@ -468,7 +573,7 @@ fn log_text(bytes: &[u8]) -> Result<Report, ParseError> {
 fn log_text_with(bytes: &[u8], blank_ends_entry: bool) -> Result<Report, ParseError> {
     let mut r = Report::new(ReportKind::Log, SourceFormat::LogText);
     let mut first_err = None;
-    for item in LogReader::new(bytes).blank_line_ends_entry(blank_ends_entry) {
+    for item in LogReader::new(bytes).pasted(blank_ends_entry) {
         match item {
             Ok(e) => r.log.push(e),
             Err(e) => {

@@ -253,7 +253,20 @@ fn apply_key(r: &mut Report, p: &mut PanicInfo, k: &str, v: &str) {
             r.os.name.get_or_insert_with(|| "macOS".into());
         }
         "OS release type" => r.os.release_type = non_empty(v),
-        "Kernel version" => p.kernel_version = non_empty(v),
+        "Kernel version" => {
+            // The value ends with the build (`…/RELEASE_ARM64_T6050`); anything after it
+            // is not part of it (flattened pastes).
+            let v = match v.find("/RELEASE_").or_else(|| v.find("/DEVELOPMENT_")) {
+                Some(i) => v[..i
+                    + 1
+                    + v[i + 1..]
+                        .find(char::is_whitespace)
+                        .unwrap_or(v.len() - i - 1)]
+                    .trim(),
+                None => v,
+            };
+            p.kernel_version = non_empty(v);
+        }
         "Kernel UUID" => p.kernel_uuid = non_empty(v),
         "Kernel slide" => p.kernel_slide = hex0x(v),
         "Kernel text base" => p.kernel_text_base = hex0x(v),
