@@ -906,7 +906,8 @@ pub fn run(scenario_name: &str, cfg: &SimConfig) -> Result<SimOutput, SimError> 
     let host = PanicHost::default();
     let mut w = World::new(cfg, sc);
     for part in sc.parts {
-        if w.halted() || w.summary.hang && *part == Part::Prefork {
+        if w.halted() {
+            // The kernel panicked: the machine is down.
             break;
         }
         match part {
