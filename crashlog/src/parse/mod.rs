@@ -177,7 +177,13 @@ pub fn parse_log(bytes: &[u8]) -> Result<Report, ParseError> {
 pub fn detect(bytes: &[u8]) -> Format {
     let text = decode(bytes.get(..bytes.len().min(256 * 1024)).unwrap_or(bytes));
     let format = detect_text(&text).unwrap_or(Format::Auto);
-    if format != Format::Ips && unflatten(&text).is_some() {
+    // A file that starts like a log stays a log (and is streamed), whatever its lines say.
+    let starts_as_log = first_line(&text).is_some_and(|(_, l)| {
+        log::is_log_line(l)
+            || l.trim_start().starts_with("Timestamp")
+            || l.starts_with("Filtering the log data")
+    });
+    if format != Format::Ips && !starts_as_log && unflatten(&text).is_some() {
         return Format::Auto;
     }
     format
