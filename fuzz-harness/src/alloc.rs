@@ -120,8 +120,13 @@ pub fn run_with(stop_on: Option<Misuse>, data: &[u8]) {
     let config = r.u8();
     let mut h = Harness::new(config, stop_on);
     let mut n = 0;
+    let trace = std::env::var_os("FLOWSLAB_FUZZ_TRACE").is_some();
     while !r.is_empty() && n < MAX_OPS {
+        let before = r.clone();
         h.step(&mut r);
+        if trace {
+            h.trace(&before);
+        }
         h.check();
         n += 1;
     }
@@ -430,7 +435,8 @@ impl Harness {
                     self.caches[c].name,
                     reps.len()
                 );
-                if reps.is_empty() && pending_before > 0 && !known_bugs_fail() {
+                let suspects = pending_before + self.caches[c].swallowed.len();
+                if reps.is_empty() && suspects > 0 && !known_bugs_fail() {
                     // Known alloc-core bug (fuzz/known-bugs/README.md, KB-1): the batch
                     // swallowed the mcache_audit report of one pending object, which went
                     // back to the slab layer re-poisoned. Which one is not observable, so
@@ -645,6 +651,29 @@ impl Harness {
         // or writes the object concurrently (single-threaded harness).
         unsafe { std::ptr::write_volatile((addr + off) as *mut u64, value) };
         mc.pending.insert(addr, (off, value));
+    }
+
+    /// One line per operation (`FLOWSLAB_FUZZ_TRACE=1`): the op and each cache's model.
+    fn trace(&self, op: &Reader<'_>) {
+        let mut op = op.clone();
+        let tag = op.below(OpTag::COUNT);
+        let c = op.below(CACHES as u8);
+        eprint!("op {tag:2} cache {c}:");
+        for mc in &self.caches {
+            eprint!(
+                " [{} live {} freed {} cached {} pending {} outstanding {}]",
+                mc.name,
+                mc.live.len(),
+                mc.freed.len(),
+                mc.freed
+                    .values()
+                    .filter(|s| **s == FreedState::Cached)
+                    .count(),
+                mc.pending.len(),
+                mc.cache.outstanding()
+            );
+        }
+        eprintln!();
     }
 
     fn check(&self) {
