@@ -184,6 +184,17 @@ impl LoadError {
         }
     }
 
+    /// The message without the path (and without the line for parse errors).
+    pub fn message(&self) -> String {
+        match self {
+            LoadError::Io { source, .. } => source.to_string(),
+            LoadError::TooLarge { size, limit, .. } => format!(
+                "file is {size} bytes, over the {limit}-byte limit for reports (logs are streamed; pass --format log for a log)"
+            ),
+            LoadError::Parse { source, .. } => source.to_string(),
+        }
+    }
+
     /// The input line, for parse errors that know it.
     pub fn line(&self) -> Option<u64> {
         match self {

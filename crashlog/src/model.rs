@@ -728,6 +728,23 @@ impl Report {
         })
     }
 
+    /// The report time parsed from [`Report::timestamp`] (`2026-02-11 17:22:41.3817 +0100`,
+    /// `2022-01-06 15:09:22.00 +0200`, ISO forms), for first/last-seen computations.
+    pub fn time(&self) -> Option<LogTime> {
+        let ts = self.timestamp.as_deref()?.trim();
+        let (mut t, end) = crate::parse::time::datetime(ts.as_bytes())?;
+        if t.offset_minutes.is_none() {
+            // `… 17:22:41.3817 +0100`: the zone after a space.
+            let rest = ts.get(end..).unwrap_or("").trim_start();
+            if let Some((z, _)) =
+                crate::parse::time::datetime(format!("2000-01-01 00:00:00{rest}").as_bytes())
+            {
+                t.offset_minutes = z.offset_minutes;
+            }
+        }
+        Some(t)
+    }
+
     /// Total number of frames over all threads.
     pub fn frame_count(&self) -> usize {
         self.threads.iter().map(|t| t.frames.len()).sum()
@@ -954,6 +971,19 @@ mod tests {
             t.unix_seconds().map(|s| s.floor() as i64),
             Some(1_689_744_171)
         );
+    }
+
+    #[test]
+    fn report_time_with_spaced_zone() {
+        let mut r = Report::new(ReportKind::Crash, SourceFormat::CrashText);
+        r.timestamp = Some("2026-02-11 17:22:41.3817 +0100".into());
+        let t = r.time().unwrap();
+        assert_eq!(
+            (t.hour, t.nanos, t.offset_minutes),
+            (17, 381_700_000, Some(60))
+        );
+        r.timestamp = Some("not a date".into());
+        assert_eq!(r.time(), None);
     }
 
     #[test]

@@ -371,12 +371,12 @@ impl<W: Write> JsonWriter<W> {
 
     /// Record a file that failed.
     pub fn error(&mut self, e: &LoadError) {
-        let message = match e {
-            LoadError::Parse { source, .. } => source.to_string(),
-            other => other.to_string(),
-        };
-        self.errors
-            .push((e.path().display().to_string(), e.line(), e.name(), message));
+        self.errors.push((
+            e.path().display().to_string(),
+            e.line(),
+            e.name(),
+            e.message(),
+        ));
     }
 
     /// Close the document and return the writer.
