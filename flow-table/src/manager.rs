@@ -313,6 +313,17 @@ impl FlowManager {
             )
         })?;
         let mask = key.flow_mask().ok_or(FlowError::UnknownMask(key.mask))?;
+        if let Some(dup) = owner.lock().flows.get(&req.uuid) {
+            let s = dup.as_string();
+            self.sk_err(
+                "flow_entry_alloc",
+                format!(
+                    "entry \"{s}\" already exists (flow_uuid {})",
+                    format_uuid(req.uuid)
+                ),
+            );
+            return Err(FlowError::Exists(s));
+        }
 
         // Conflict check: exact-mask lookup.
         let mut parent: Option<FlowEntryRef> = None;
@@ -501,12 +512,22 @@ impl FlowManager {
     /// `flow_entry_destroy`: teardown, out of the table and the owner's id tree, then the
     /// caller's reference is released now or after the linger time (`WAIT_CLOSE`).
     /// Wakes the owner's waiters (unless the `nw-connection-enomem` fault is on).
+    ///
+    /// Whoever takes the entry out of the owner's id tree owns the destroy; a second
+    /// destroy of the same flow (another path got there first) only drops its reference.
     pub fn destroy(&self, owner: &FlowOwner, fe: FlowEntryRef, nolinger: bool) {
-        if fe.flags() & FLOWENTF_DESTROYED != 0 {
-            // Already destroyed by another path; just drop the caller's reference.
+        let uuid = fe.identity().uuid;
+        let tree_ref = {
+            let mut st = owner.lock();
+            match st.flows.get(&uuid) {
+                Some(t) if Arc::ptr_eq(t.arc(), fe.arc()) => st.flows.remove(&uuid),
+                _ => None,
+            }
+        };
+        let Some(tree_ref) = tree_ref else {
             drop(fe);
             return;
-        }
+        };
         self.teardown(&fe);
         if fe.flags() & FLOWENTF_CHILD == 0 {
             if let Ok(table_ref) = self.table.del(fe.key_hash(), fe.arc()) {
@@ -515,7 +536,7 @@ impl FlowManager {
                 drop(FlowEntryRefFromTable(table_ref));
             }
         }
-        let tree_ref = owner.lock().flows.remove(&fe.identity().uuid);
+        // The id tree's reference.
         drop(tree_ref);
         fe.set_flags(FLOWENTF_DESTROYED);
         owner.release_slot(self.cfg.faults);
@@ -688,6 +709,31 @@ mod tests {
         m.destroy(&o, a, true);
         m.destroy(&o, l, true);
         assert_eq!(m.stats().cache.in_use, 0);
+    }
+
+    #[test]
+    fn second_destroy_and_duplicate_uuid() {
+        let m = mgr(FaultSet::none());
+        let o = m.owner(3, "p");
+        let fe = opened(m.open(&o, &req(1, 1000), OpenMode::NonBlocking));
+        assert_eq!(
+            m.open(&o, &req(1, 1001), OpenMode::NonBlocking)
+                .unwrap_err()
+                .name(),
+            "exists"
+        );
+        let again = fe.clone();
+        m.destroy(&o, fe, true);
+        // The purge path races in with its own reference: no double accounting.
+        m.destroy(&o, again, true);
+        assert_eq!(m.stats().cache.in_use, 0);
+        assert!(m.panic_record().is_none());
+        // Both slots are free again (limit 2).
+        let a = opened(m.open(&o, &req(2, 1002), OpenMode::NonBlocking));
+        let b = opened(m.open(&o, &req(3, 1003), OpenMode::NonBlocking));
+        assert!(m.open(&o, &req(4, 1004), OpenMode::NonBlocking).is_err());
+        m.destroy(&o, a, true);
+        m.destroy(&o, b, true);
     }
 
     #[test]
