@@ -312,6 +312,9 @@ pub struct Frame {
     pub image_uuid: Option<String>,
     /// Index into [`Report::binary_images`], when resolved.
     pub image_index: Option<usize>,
+    /// Architecture of the image (`arm64e`, `x86_64`), from the image list or, failing
+    /// that, from the report's code type / kernel build.
+    pub arch: Option<String>,
     /// Absolute instruction address.
     #[serde(with = "hex_opt")]
     pub address: Option<u64>,
@@ -745,6 +748,29 @@ impl Report {
         Some(t)
     }
 
+    /// The architecture every frame defaults to: from the code type (`ARM-64` → `arm64`,
+    /// `X86-64` → `x86_64`) or a panic's kernel build (`RELEASE_ARM64_…`, `RELEASE_X86_64`).
+    pub fn default_arch(&self) -> Option<String> {
+        let ct = self
+            .process
+            .code_type
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let kv = self
+            .panic
+            .as_ref()
+            .and_then(|p| p.kernel_version.as_deref())
+            .unwrap_or("");
+        if ct.starts_with("ARM-64") || ct.starts_with("ARM64") || kv.contains("_ARM64") {
+            Some("arm64".into())
+        } else if ct.starts_with("X86-64") || ct.starts_with("X86_64") || kv.contains("_X86_64") {
+            Some("x86_64".into())
+        } else {
+            None
+        }
+    }
+
     /// Total number of frames over all threads.
     pub fn frame_count(&self) -> usize {
         self.threads.iter().map(|t| t.frames.len()).sum()
@@ -765,6 +791,7 @@ impl Report {
     /// base of each frame from the image list (by name, then by address range), and
     /// `address = base + offset` / `offset = address - base` where one side is missing.
     pub fn resolve_frames(&mut self) {
+        let default_arch = self.default_arch();
         let index = ImageIndex::new(&self.binary_images);
         let images = &self.binary_images;
         for thread in self
@@ -786,6 +813,12 @@ impl Report {
                     if frame.image.is_none() {
                         frame.image.clone_from(&img.name);
                     }
+                    if frame.arch.is_none() {
+                        frame.arch.clone_from(&img.arch);
+                    }
+                }
+                if frame.arch.is_none() {
+                    frame.arch.clone_from(&default_arch);
                 }
                 match (frame.address, frame.image_base, frame.image_offset) {
                     (None, Some(base), Some(off)) => frame.address = base.checked_add(off),

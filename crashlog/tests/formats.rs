@@ -91,6 +91,8 @@ fn panic_text_arm64() {
         sk[0].image_uuid.as_deref(),
         Some("6e1f1a2b-3c4d-3e5f-8a9b-0c1d2e3f4a5b")
     );
+    // The architecture comes from the kernel build (RELEASE_ARM64_T6050).
+    assert_eq!(t.frames[0].arch.as_deref(), Some("arm64"));
 }
 
 #[test]
@@ -239,6 +241,7 @@ fn ips_309_frames_through_used_images_and_drift() {
         Some("1b2c3d4e-5f6a-3b7c-8d9e-0f1a2b3c4d5e")
     );
     assert_eq!(f3.image_index, Some(2));
+    assert_eq!(f3.arch.as_deref(), Some("arm64e"));
     assert_eq!(r.binary_images[1].arch.as_deref(), Some("arm64e"));
     // Registers from threadState, the `x` array included.
     assert_eq!(t.registers.get("x1"), Some(&16));

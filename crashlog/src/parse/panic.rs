@@ -234,6 +234,7 @@ pub(crate) fn parse_panic_text(text: &str, first_line: u64) -> Result<Report, Pa
         r.threads.push(thread);
     }
     r.panic = Some(p);
+    r.resolve_frames();
     Ok(r)
 }
 
