@@ -46,6 +46,14 @@ pub enum ParseError {
         /// What was seen instead.
         hint: String,
     },
+    /// A well-formed input of a kind crashlog does not model (e.g. a Jetsam `.ips`).
+    #[error("unsupported report: {what}")]
+    Unsupported {
+        /// Line the parser looked at.
+        line: u64,
+        /// What it is.
+        what: String,
+    },
     /// A limit that protects against hostile input was hit.
     #[error("{what} exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -76,6 +84,7 @@ impl ParseError {
             ParseError::Json { .. } => "invalid_json",
             ParseError::Malformed { .. } => "malformed",
             ParseError::WrongFormat { .. } => "wrong_format",
+            ParseError::Unsupported { .. } => "unsupported",
             ParseError::TooLarge { .. } => "too_large",
             ParseError::Io { .. } => "io",
         }
@@ -89,6 +98,7 @@ impl ParseError {
             | ParseError::Json { line, .. }
             | ParseError::Malformed { line, .. }
             | ParseError::WrongFormat { line, .. }
+            | ParseError::Unsupported { line, .. }
             | ParseError::TooLarge { line, .. }
             | ParseError::Io { line, .. } => *line,
         };
@@ -103,6 +113,7 @@ impl ParseError {
             | ParseError::Json { line, .. }
             | ParseError::Malformed { line, .. }
             | ParseError::WrongFormat { line, .. }
+            | ParseError::Unsupported { line, .. }
             | ParseError::TooLarge { line, .. }
             | ParseError::Io { line, .. } => *line = line.saturating_add(lines),
         }

@@ -134,7 +134,46 @@ fn body_report(
     if let Some(r) = panic_from_object(b, body_line, h)? {
         return Ok(r);
     }
+    let is_crash = [
+        "threads",
+        "exception",
+        "usedImages",
+        "faultingThread",
+        "procName",
+    ]
+    .iter()
+    .any(|k| b.contains_key(*k));
+    if !is_crash {
+        let bug = s(h.get("bug_type")).unwrap_or_else(|| "?".into());
+        return Err(ParseError::Unsupported {
+            line: body_line,
+            what: format!(
+                "bug_type {bug} ({}): neither a crash nor a panic report",
+                bug_type_name(&bug)
+            ),
+        });
+    }
     Ok(app_crash(b))
+}
+
+/// OSAnalytics names of the bug types (`submissionConfig.plist`).
+fn bug_type_name(bug: &str) -> &'static str {
+    match bug {
+        "109" | "309" | "9" => "Crash",
+        "110" | "210" | "10" => "Panic",
+        "151" => "ForceReset",
+        "185" | "385" => "ExcResource",
+        "288" => "Stackshot",
+        "298" => "Jetsam",
+        "308" => "OSFault",
+        "327" => "ExcResourceThreads",
+        "409" => "SystemWatchdogCrash",
+        "410" => "AutomationPanic",
+        "509" => "TerminatingStackshot",
+        "11" => "Spin",
+        "12" => "Hang",
+        _ => "unknown",
+    }
 }
 
 /// The panic string of a body, if it has a usable one.
@@ -506,6 +545,17 @@ mod tests {
         let e = parse_ips(text, 1).unwrap_err();
         assert_eq!(e.name(), "invalid_json");
         assert_eq!(e.line(), Some(4));
+    }
+
+    #[test]
+    fn jetsam_is_unsupported_not_an_empty_crash() {
+        let e = parse_ips(
+            "{\"bug_type\":\"298\"}\n{\"largestProcess\" : \"x\", \"processes\" : []}\n",
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(e.name(), "unsupported");
+        assert!(e.to_string().contains("bug_type 298 (Jetsam)"), "{e}");
     }
 
     #[test]
