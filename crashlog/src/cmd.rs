@@ -1,7 +1,7 @@
 //! The CLI verbs as library functions (the binary only parses arguments and calls these).
 //! Each takes its writers, so tests run them in-process.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::error::{LoadError, ParseError};
 use crate::load::{self, LoadOptions};
 use crate::model::{Report, ReportKind, SourceFormat};
-use crate::parse::Format;
+use crate::parse::{self, Format, LogReader};
 use crate::render::{self, JsonWriter};
 
 /// Options of `crashlog parse`.
@@ -93,9 +93,19 @@ impl<W: Write> Sink<'_, W> {
 
 /// Run `crashlog parse`: every file is parsed (in parallel; logs streamed in order) and
 /// printed to `out`; each failure is printed to `err` as `crashlog: path:line: message`
-/// and the batch goes on.
+/// and the batch goes on. A path `-` reads standard input.
 pub fn run_parse(
     cmd: &ParseCommand,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<Outcome> {
+    run_parse_with_stdin(cmd, io::stdin().lock(), out, err)
+}
+
+/// [`run_parse`] with an explicit reader standing for `-` (tests, embedding).
+pub fn run_parse_with_stdin(
+    cmd: &ParseCommand,
+    stdin: impl BufRead,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<Outcome> {
@@ -103,7 +113,14 @@ pub fn run_parse(
         format: cmd.format,
         ..LoadOptions::default()
     };
-    let (files, walk_errors) = load::collect_files(&cmd.paths);
+    let wants_stdin = cmd.paths.iter().any(|p| p.as_os_str() == "-");
+    let paths: Vec<PathBuf> = cmd
+        .paths
+        .iter()
+        .filter(|p| p.as_os_str() != "-")
+        .cloned()
+        .collect();
+    let (files, walk_errors) = load::collect_files(&paths);
     let jobs: Vec<Job> = files
         .par_iter()
         .map(|p| match load::is_log_file(p, &opts) {
@@ -129,6 +146,12 @@ pub fn run_parse(
         fail(e, &mut sink)?;
     }
     let mut reports = 0usize;
+    if wants_stdin {
+        match read_stdin(stdin, &opts, &mut sink)? {
+            Ok(n) => reports += n,
+            Err(e) => fail(e, &mut sink)?,
+        }
+    }
     for (path, job) in files.iter().zip(jobs) {
         let source = path.display().to_string();
         match job {
@@ -139,10 +162,16 @@ pub fn run_parse(
                 }
             }
             Job::Reports(Err(e)) => fail(e, &mut sink)?,
-            Job::Log => match stream_log(path, &source, &opts, &mut sink)? {
-                Ok(()) => reports += 1,
-                Err(e) => fail(e, &mut sink)?,
-            },
+            Job::Log => {
+                let streamed = match load::open_log(path, opts.log_limits) {
+                    Ok(reader) => stream_entries(reader, path, &source, &mut sink)?,
+                    Err(e) => Err(e),
+                };
+                match streamed {
+                    Ok(()) => reports += 1,
+                    Err(e) => fail(e, &mut sink)?,
+                }
+            }
         }
     }
     sink.finish()?;
@@ -150,17 +179,73 @@ pub fn run_parse(
     Ok(outcome)
 }
 
-/// Stream one log file to the output in bounded memory.
-fn stream_log<W: Write>(
-    path: &std::path::Path,
-    source: &str,
+const STDIN: &str = "<stdin>";
+
+/// Standard input: streamed when it looks like a log (first buffer), else read (capped)
+/// and parsed. Returns the number of reports printed.
+fn read_stdin<W: Write>(
+    stdin: impl BufRead,
     opts: &LoadOptions,
     sink: &mut Sink<'_, W>,
-) -> io::Result<Result<(), LoadError>> {
-    let reader = match load::open_log(path, opts.log_limits) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
+) -> io::Result<Result<usize, LoadError>> {
+    let path = std::path::Path::new(STDIN);
+    let mut input = io::BufReader::with_capacity(opts.sniff_bytes.max(8192), stdin);
+    let head = match input.fill_buf() {
+        Ok(h) => h,
+        Err(source) => {
+            return Ok(Err(LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            }));
+        }
     };
+    let is_log = match opts.format {
+        Format::Log => true,
+        Format::Auto => parse::detect(head) == Format::Log,
+        _ => false,
+    };
+    if is_log {
+        let reader = LogReader::with_limits(input, opts.log_limits);
+        return Ok(stream_entries(reader, path, STDIN, sink)?.map(|()| 1));
+    }
+    let mut bytes = Vec::new();
+    if let Err(source) = input
+        .take(opts.max_report_bytes + 1)
+        .read_to_end(&mut bytes)
+    {
+        return Ok(Err(LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        }));
+    }
+    if bytes.len() as u64 > opts.max_report_bytes {
+        return Ok(Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit: opts.max_report_bytes,
+        }));
+    }
+    match parse::parse(&bytes, opts.format) {
+        Ok(rs) => {
+            for r in &rs {
+                sink.report(STDIN, r)?;
+            }
+            Ok(Ok(rs.len()))
+        }
+        Err(source) => Ok(Err(LoadError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })),
+    }
+}
+
+/// Stream one log's entries to the output in bounded memory.
+fn stream_entries<R: BufRead, W: Write>(
+    reader: LogReader<R>,
+    path: &std::path::Path,
+    source: &str,
+    sink: &mut Sink<'_, W>,
+) -> io::Result<Result<(), LoadError>> {
     let mut header = Report::new(ReportKind::Log, SourceFormat::LogText);
     let mut entries = 0u64;
     let mut first_err: Option<ParseError> = None;

@@ -31,9 +31,10 @@ enum Command {
         crashlog parse ~/Library/Logs/DiagnosticReports\n  \
         crashlog parse panic-full-2026-03-30.panic --json\n  \
         crashlog parse forum-post.txt --format stack\n  \
+        pbpaste | crashlog parse -\n  \
         log show --last 1h > net.log && crashlog parse net.log --json | jq '.reports[0].log | length'")]
     Parse {
-        /// Files or directories to read.
+        /// Files or directories to read (`-` reads standard input).
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<PathBuf>,
         /// Input format (default: detected per file).

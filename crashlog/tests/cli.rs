@@ -1,7 +1,7 @@
 //! The `crashlog` binary: JSON output, errors naming file and line, exit codes, help,
 //! broken pipes.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -207,4 +207,30 @@ fn broken_pipe_exits_zero() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn stdin_dash() {
+    for (input, want) in [
+        (
+            std::fs::read(data("stack-quic-oneline.txt")).unwrap(),
+            "<stdin>: stack",
+        ),
+        (
+            std::fs::read(data("log-compact-wifip2pd.log")).unwrap(),
+            "7 log entries",
+        ),
+    ] {
+        let mut child = bin()
+            .args(["parse", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let s = String::from_utf8(out.stdout).unwrap();
+        assert!(s.contains(want), "{s}");
+    }
 }
