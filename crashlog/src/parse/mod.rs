@@ -635,6 +635,24 @@ mod tests {
     }
 
     #[test]
+    fn translated_report_without_full_report_reads_the_text() {
+        let text = "-------------------------------------\nTranslated Report (Full Report Below)\n-------------------------------------\n\nProcess:               ruby [48211]\nExceptionless: x\n\nThread 0 Crashed::  Dispatch queue: com.apple.main-thread\n0   libsystem_trace.dylib         \t       0x18c1a2f44 _os_log_preferences_refresh + 64\n";
+        let r = parse_ips(text.as_bytes()).unwrap();
+        assert_eq!(r.format, SourceFormat::TranslatedReport);
+        assert_eq!(r.process.pid, Some(48211));
+        assert_eq!(
+            r.threads[0].frames[0].symbol.as_deref(),
+            Some("_os_log_preferences_refresh")
+        );
+        // A broken full report is an error naming its line, not a silent fallback.
+        let broken = format!(
+            "{text}\n-----------\nFull Report\n-----------\n\n{{\"bug_type\":\"309\"}}\n{{\"procName\" :\n"
+        );
+        let e = parse_auto(broken.as_bytes()).unwrap_err();
+        assert_eq!((e.name(), e.line()), ("invalid_json", Some(17)));
+    }
+
+    #[test]
     fn mixed_log_and_panic_yields_both() {
         let text = "2026-03-30 14:11:21.780015+0300 0x1894     Default     0x0                  0      0    kernel: (402262746): No more valid control units, disabling flow divert\n\
 panic(cpu 0 caller 0xfffffe003bb68224): skmem_slab_free_locked: attempt to free invalid or already-freed obj 0xf2fffe29e15f2400 on skm 0xf6fffe2518aaa200 @skmem_slab.c:646\n\
