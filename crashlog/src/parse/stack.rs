@@ -130,8 +130,10 @@ pub(crate) fn parse_stack_text(text: &str, first_line: u64) -> Result<Report, Pa
             hint: "no stack frames found".into(),
         });
     }
-    r.threads[0].crashed = true;
-    r.crashed_thread = Some(0);
+    if let Some(t) = r.threads.first_mut() {
+        t.crashed = true;
+        r.crashed_thread = Some(t.index);
+    }
     r.resolve_frames();
     Ok(r)
 }
