@@ -105,6 +105,17 @@ pub fn fault_part(f: Fault) -> Part {
     }
 }
 
+/// The smallest scenario that reproduces `f` (every fault also shows up in `workday`).
+pub fn focused_scenario(f: Fault) -> &'static str {
+    match fault_part(f) {
+        Part::DivertChurn => "divert-churn",
+        Part::ProxyBurst => "proxy-burst",
+        Part::NdpCycles => "ndp-cycles",
+        Part::VpnSleepWake => "vpn-sleep-wake",
+        Part::Prefork => "prefork-server",
+    }
+}
+
 /// A file the run produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputFile {
@@ -1034,6 +1045,16 @@ mod tests {
                 "skmem_slab_free_locked",
             ] {
                 assert!(!log.contains(bad), "{} contains {bad}", sc.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_fault_breaks_its_focused_scenario_and_workday() {
+        for f in Fault::ALL {
+            for sc in [focused_scenario(f), "workday"] {
+                let o = go(sc, &[f]);
+                assert!(!o.summary.is_clean(), "{f} in {sc} stayed clean");
             }
         }
     }
