@@ -327,6 +327,27 @@ fn translated_report_reads_the_full_report() {
 }
 
 #[test]
+fn ips_body_pasted_without_its_header() {
+    let full = String::from_utf8(data("crash-quic-309.ips")).unwrap();
+    let body = full.split_once('\n').unwrap().1;
+    let with_header = one("crash-quic-309.ips");
+    let mut v = parse::parse_auto(body.as_bytes()).unwrap();
+    let r = v.remove(0);
+    assert_eq!(
+        (r.kind, r.format, r.bug_type.as_deref()),
+        (ReportKind::Crash, SourceFormat::IpsCrash, Some("309"))
+    );
+    assert_eq!(r.threads, with_header.threads);
+    assert_eq!(r.incident_id, with_header.incident_id);
+    let r = parse::parse_ips(body.as_bytes()).unwrap();
+    assert_eq!(r.crashed_thread, Some(7));
+    // A panic body alone, too.
+    let full = String::from_utf8(data("panic-skmem-210.ips")).unwrap();
+    let r = parse::parse_panic(full.split_once('\n').unwrap().1.as_bytes()).unwrap();
+    assert_eq!(r.panic.unwrap().panicked_thread.unwrap().tid, Some(1894));
+}
+
+#[test]
 fn truncated_ips_names_the_line() {
     let e = parse::parse_auto(&data("malformed-truncated.ips")).unwrap_err();
     assert_eq!(e.name(), "invalid_json");
@@ -648,6 +669,8 @@ fn log_json_array_and_ndjson_agree() {
     let nd = log("log-ndjson-wifip2pd.ndjson");
     assert_eq!(json.log.len(), 4);
     assert_eq!(nd.log.len(), 3); // the `{"count":…,"finished":1}` footer is skipped
+    assert!(json.log.iter().all(|e| e.style == LogStyle::Json));
+    assert!(nd.log.iter().all(|e| e.style == LogStyle::Ndjson));
     for (a, b) in json.log.iter().zip(&nd.log) {
         assert_eq!(
             (

@@ -46,6 +46,49 @@ fn u32_(v: Option<&Value>) -> Option<u32> {
     u(v).and_then(|x| u32::try_from(x).ok())
 }
 
+/// Whether a text that starts with `{` is an `.ips` body pasted without its header line.
+pub(crate) fn is_headerless_body(text: &str) -> bool {
+    let mut end = text.len().min(64 * 1024);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    [
+        "\"usedImages\"",
+        "\"panicString\"",
+        "\"macOSPanicString\"",
+        "\"procName\"",
+        "\"faultingThread\"",
+    ]
+    .iter()
+    .any(|k| head.contains(k))
+}
+
+/// Parse an `.ips` body pasted without its metadata line. `first_line` is the body's line.
+pub(crate) fn parse_ips_body(text: &str, first_line: u64) -> Result<Report, ParseError> {
+    let v: Value = serde_json::from_str(text.trim_start()).map_err(|e| {
+        let lead = text.len() - text.trim_start().len();
+        ParseError::json(
+            ".ips body",
+            first_line + text[..lead].matches('\n').count() as u64,
+            &e,
+        )
+    })?;
+    let Value::Object(body) = v else {
+        return Err(ParseError::WrongFormat {
+            line: first_line,
+            format: "ips",
+            hint: "not a JSON object".into(),
+        });
+    };
+    let header = Map::new();
+    let mut r = body_report(&header, &body, first_line)?;
+    if r.bug_type.is_none() {
+        r.bug_type = s(body.get("bug_type"));
+    }
+    Ok(r)
+}
+
 /// Parse a whole `.ips` file (header line + body). `first_line` is the header's line.
 pub(crate) fn parse_ips(text: &str, first_line: u64) -> Result<Report, ParseError> {
     let (header_line, body) = text.split_once('\n').unwrap_or((text, ""));

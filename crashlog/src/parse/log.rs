@@ -245,7 +245,7 @@ impl State {
             if let Some(i) = first {
                 let t = buf[i..].trim_ascii_end();
                 if t.first() == Some(&b'{') && t.last() == Some(&b'}') {
-                    match json_entry(t, line_no) {
+                    match json_entry(t, line_no, LogStyle::Ndjson) {
                         Ok(Some(e)) => self.emit(e),
                         Ok(None) => {}
                         Err(e) => {
@@ -262,8 +262,8 @@ impl State {
             let res = self
                 .json
                 .feed(buf, line_no, self.limits.max_json_object, &mut objects);
-            for (obj, start) in objects {
-                match json_entry(&obj, start) {
+            for (obj, start, style) in objects {
+                match json_entry(&obj, start, style) {
                     Ok(Some(e)) => self.emit(e),
                     Ok(None) => {}
                     Err(e) => {
@@ -370,7 +370,7 @@ impl JsonScanner {
         line: &[u8],
         line_no: u64,
         max: usize,
-        out: &mut Vec<(Vec<u8>, u64)>,
+        out: &mut Vec<(Vec<u8>, u64, LogStyle)>,
     ) -> Result<(), ParseError> {
         let mut err = None;
         let n = line.len();
@@ -427,7 +427,17 @@ impl JsonScanner {
                             if self.depth == 0 {
                                 self.append(&line[seg..=p], max, &mut err);
                                 if !self.overflow {
-                                    out.push((std::mem::take(&mut self.obj), self.start_line));
+                                    // Inside `[…]`: the json style; a bare object: ndjson.
+                                    let style = if self.array {
+                                        LogStyle::Json
+                                    } else {
+                                        LogStyle::Ndjson
+                                    };
+                                    out.push((
+                                        std::mem::take(&mut self.obj),
+                                        self.start_line,
+                                        style,
+                                    ));
                                 }
                             }
                         }
@@ -491,8 +501,6 @@ struct JsonLine<'a> {
     thread_id: Option<serde_json::Value>,
     #[serde(default)]
     activity_identifier: Option<serde_json::Value>,
-    #[serde(default)]
-    finished: Option<serde_json::Value>,
 }
 
 fn json_num(v: Option<&serde_json::Value>) -> Option<u64> {
@@ -510,14 +518,15 @@ fn basename(p: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn json_entry(obj: &[u8], line: u64) -> Result<Option<LogEntry>, ParseError> {
+fn json_entry(obj: &[u8], line: u64, style: LogStyle) -> Result<Option<LogEntry>, ParseError> {
     let j: JsonLine<'_> =
         serde_json::from_slice(obj).map_err(|e| ParseError::json("log entry", line, &e))?;
-    if j.finished.is_some() && j.event_message.is_none() {
+    // The ndjson footer `{"count":…,"finished":1}`, and objects that are not log entries.
+    if j.event_message.is_none() && j.timestamp.is_none() {
         return Ok(None);
     }
     let mut e = LogEntry::new(
-        LogStyle::Json,
+        style,
         line,
         j.event_message.map(Cow::into_owned).unwrap_or_default(),
     );

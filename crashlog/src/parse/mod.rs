@@ -216,6 +216,9 @@ fn detect_text(text: &str) -> Option<Format> {
         return Some(Format::Ips);
     }
     let ft = first.trim_start();
+    if ft.starts_with('{') && ips::is_headerless_body(text) {
+        return Some(Format::Ips);
+    }
     if ft.starts_with('[') || ft.starts_with('{') {
         return Some(Format::Log);
     }
@@ -473,6 +476,13 @@ fn ips_or_translated(text: &str) -> Result<Report, ParseError> {
         return translated(text);
     }
     let (line, first) = first_line(text).ok_or(ParseError::Empty)?;
+    if first.trim_start().starts_with('{')
+        && !ips::is_ips_header(first)
+        && ips::is_headerless_body(text)
+    {
+        let start = text.find('{').unwrap_or(0);
+        return ips::parse_ips_body(&text[start..], line as u64);
+    }
     if !ips::is_ips_header(first) {
         return Err(ParseError::WrongFormat {
             line: line as u64,
@@ -516,9 +526,17 @@ fn translated(text: &str) -> Result<Report, ParseError> {
     Ok(r)
 }
 
+/// An `.ips` container, Console's wrapper, or an `.ips` body without its header line.
+fn is_ips_like(text: &str) -> bool {
+    first_line(text).is_some_and(|(_, first)| {
+        ips::is_ips_header(first)
+            || (first.trim_start().starts_with('{') && ips::is_headerless_body(text))
+    }) || is_translated(text)
+}
+
 fn panic_text(text: &str) -> Result<Report, ParseError> {
-    if let Some((_, first)) = first_line(text) {
-        if ips::is_ips_header(first) || is_translated(text) {
+    if let Some((_, _)) = first_line(text) {
+        if is_ips_like(text) {
             let r = ips_or_translated(text)?;
             return match r.kind {
                 ReportKind::Panic => Ok(r),
@@ -542,8 +560,8 @@ fn panic_text(text: &str) -> Result<Report, ParseError> {
 }
 
 fn crash_text(text: &str) -> Result<Report, ParseError> {
-    if let Some((_, first)) = first_line(text) {
-        if ips::is_ips_header(first) || is_translated(text) {
+    if let Some((_, _)) = first_line(text) {
+        if is_ips_like(text) {
             return ips_or_translated(text);
         }
     }
