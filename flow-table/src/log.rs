@@ -136,11 +136,19 @@ impl Clock {
 }
 
 /// A thread-safe collector of log records.
-#[derive(Debug)]
 pub struct LogSink {
     records: Mutex<Vec<LogRecord>>,
     clock: crate::sync::Arc<Clock>,
     enabled: bool,
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink")
+            .field("records", &self.records.lock().len())
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogSink {

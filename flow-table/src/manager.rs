@@ -132,7 +132,6 @@ pub struct FlowManagerStats {
 type OwnerBucket = Mutex<BTreeMap<u32, Arc<FlowOwner>>>;
 
 /// The flow manager.
-#[derive(Debug)]
 pub struct FlowManager {
     cfg: FlowManagerConfig,
     table: CuckooTable<FlowEntry>,
@@ -144,6 +143,16 @@ pub struct FlowManager {
     linger: Mutex<Vec<FlowEntryRef>>,
     next_flowid: AtomicU32,
     next_port: AtomicU32,
+}
+
+impl std::fmt::Debug for FlowManager {
+    /// A summary (the full table can hold millions of flows).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowManager")
+            .field("stats", &self.stats())
+            .field("panic", &self.panic_record())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FlowManager {
