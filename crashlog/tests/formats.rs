@@ -874,6 +874,22 @@ fn detection_and_override() {
 }
 
 #[test]
+fn crlf_line_endings_read_the_same() {
+    for name in [
+        "crash-quic-ios.crash",
+        "panic-classq-x86.panic",
+        "log-default-skmem.log",
+        "hang-atfork.sample.txt",
+        "stack-quic-lines.txt",
+    ] {
+        let lf = auto(name);
+        let crlf_bytes = String::from_utf8(data(name)).unwrap().replace('\n', "\r\n");
+        let crlf = parse::parse_auto(crlf_bytes.as_bytes()).unwrap();
+        assert_eq!(lf, crlf, "{name}");
+    }
+}
+
+#[test]
 fn every_sample_round_trips_through_json() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
     for entry in std::fs::read_dir(dir).unwrap() {
