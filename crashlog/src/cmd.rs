@@ -287,3 +287,129 @@ fn stream_entries<R: BufRead, W: Write>(
     sink.end_log(&header, entries)?;
     Ok(Ok(()))
 }
+
+/// Options of `crashlog triage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriageCommand {
+    /// Files, directories and archives.
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    pub format: crate::triage::output::OutputFormat,
+    /// Extra rules files (`--rules`).
+    pub rules: Vec<PathBuf>,
+    /// Hide clusters and findings with fewer entries.
+    pub min_count: usize,
+}
+
+/// What `crashlog triage` found, for the exit status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TriageOutcome {
+    /// Clusters printed.
+    pub clusters: usize,
+    /// Findings printed.
+    pub findings: usize,
+    /// Inputs that failed.
+    pub errors: usize,
+}
+
+impl TriageOutcome {
+    /// The documented exit status: 0 something found (a cluster or a finding), 1 nothing
+    /// found, 2 some inputs could not be read (what was read is still printed).
+    pub fn exit_code(&self) -> u8 {
+        if self.errors > 0 {
+            2
+        } else if self.clusters + self.findings > 0 {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// Load the shipped rules plus `--rules` files.
+pub fn load_rules(extra: &[PathBuf]) -> Result<crate::triage::Rules, crate::triage::RulesError> {
+    let mut rules = crate::triage::Rules::builtin();
+    for p in extra {
+        rules.add_file(p)?;
+    }
+    Ok(rules)
+}
+
+/// Run `crashlog triage`; errors of single inputs are also printed to `err` as
+/// `crashlog: path:line: message`.
+pub fn run_triage(
+    cmd: &TriageCommand,
+    rules: &crate::triage::Rules,
+    progress: &dyn crate::triage::Progress,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<TriageOutcome> {
+    let mut t = crate::triage::triage_paths(
+        rules,
+        &cmd.paths,
+        &crate::triage::TriageOptions::default(),
+        progress,
+    );
+    crate::triage::output::apply_min_count(&mut t, cmd.min_count);
+    for e in &t.errors {
+        let sep = if e.message.starts_with(|c: char| c.is_ascii_digit()) {
+            ""
+        } else {
+            " "
+        };
+        writeln!(err, "crashlog: {}:{sep}{}", e.source, e.message)?;
+    }
+    crate::triage::output::write(out, &t, rules, cmd.format)?;
+    out.flush()?;
+    Ok(TriageOutcome {
+        clusters: t.clusters.len(),
+        findings: t.findings.len(),
+        errors: t.errors.len(),
+    })
+}
+
+/// Run `crashlog signature FILE...`: each report's signature with the skipped frames and
+/// why, and the known issue it matches. Returns the number of files that failed.
+pub fn run_signature(
+    paths: &[PathBuf],
+    rules: &crate::triage::Rules,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<usize> {
+    let opts = LoadOptions::default();
+    let (files, walk_errors) = load::collect_files(paths);
+    let mut failed = 0;
+    for e in walk_errors {
+        writeln!(err, "crashlog: {e}")?;
+        failed += 1;
+    }
+    for path in &files {
+        let source = path.display().to_string();
+        let reports = match load::is_log_file(path, &opts) {
+            Ok(true) => {
+                writeln!(
+                    out,
+                    "== {source}: log (no signature; see `crashlog triage` for log findings)\n"
+                )?;
+                continue;
+            }
+            Ok(false) => load::load_file(path, &opts),
+            Err(e) => Err(e),
+        };
+        match reports {
+            Ok(rs) => {
+                for r in rs.iter().filter(|r| r.kind != ReportKind::Log) {
+                    let sig = crate::triage::signature(r, rules);
+                    let m = crate::triage::kb::match_report(rules, r, &sig);
+                    crate::triage::output::write_signature(out, &source, &sig, m.as_ref())?;
+                }
+            }
+            Err(e) => {
+                writeln!(err, "crashlog: {e}")?;
+                failed += 1;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(failed)
+}

@@ -13,6 +13,7 @@
 //! - [`load`]: files and directories → reports (recursive walk, parallel parsing, size
 //!   caps, streamed logs).
 //! - [`render`]: the readable summary and the JSON document (see [`json_schema`]).
+//! - [`triage`]: signatures, clusters, known issues and log findings (`crashlog triage`).
 //! - [`cmd`]: the CLI verbs as library functions.
 //!
 //! Errors are [`ParseError`] (with the input line) and [`LoadError`] (with the path),
@@ -34,6 +35,7 @@ pub mod load;
 pub mod model;
 pub mod parse;
 pub mod render;
+pub mod triage;
 
 #[doc = include_str!("../json-schema.md")]
 pub mod json_schema {}
