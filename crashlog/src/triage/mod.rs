@@ -47,6 +47,10 @@ pub use kb::Match;
 pub use rules::{KnownIssue, Rules, RulesError};
 pub use signature::{Signature, signature};
 
+/// A report within this many seconds of a finding's log lines (same directory or
+/// archive) is reported with it.
+pub const RELATED_WINDOW_S: f64 = 3600.0;
+
 /// The JSON schema name.
 pub const SCHEMA: &str = "crashlog.triage.v1";
 
@@ -506,18 +510,33 @@ fn finish(rules: &Rules, mut part: Part) -> Triage {
         }
     }
     clusters.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.id.cmp(&b.id)));
-    // Findings and crashes from the same input are reported together.
-    let mut by_input: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // Findings and crashes from the same input are reported together: same file, or
+    // same archive / directory with the report within an hour of the log lines.
+    let mut by_input: BTreeMap<&str, Vec<&TriagedReport>> = BTreeMap::new();
     for r in &part.reports {
-        by_input
-            .entry(r.input.as_str())
-            .or_default()
-            .insert(r.cluster.as_str());
+        by_input.entry(r.input.as_str()).or_default().push(r);
     }
     for f in &mut part.findings {
-        if let Some(cs) = by_input.get(f.input.as_str()) {
-            f.related_clusters = cs.iter().map(|s| s.to_string()).collect();
+        let Some(rs) = by_input.get(f.input.as_str()) else {
+            continue;
+        };
+        let window = (
+            f.first_seen.and_then(|t| t.unix_seconds()),
+            f.last_seen.and_then(|t| t.unix_seconds()),
+        );
+        let mut related = BTreeSet::new();
+        for r in rs {
+            let near = match (r.timestamp.and_then(|t| t.unix_seconds()), window) {
+                (Some(t), (Some(a), Some(b))) => {
+                    t >= a - RELATED_WINDOW_S && t <= b + RELATED_WINDOW_S
+                }
+                _ => false,
+            };
+            if r.source == f.source || near {
+                related.insert(r.cluster.clone());
+            }
         }
+        f.related_clusters = related.into_iter().collect();
     }
     part.findings.sort_by(|a, b| {
         b.known_issue
