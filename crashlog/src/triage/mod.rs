@@ -354,8 +354,33 @@ fn stream_into(
     }
     match parse::parse(&bytes, lo.format) {
         Ok(rs) => add_reports(rules, part, source, input, &rs),
+        Err(_) if is_empty_log(&bytes) => {}
         Err(e) => part.error(source, &LoadError::Parse { path, source: e }),
     }
+}
+
+/// A `log show` output with no entries (header and footer only) is an empty log, not
+/// an error: a quiet machine writes exactly that.
+pub fn is_empty_log(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let mut header = false;
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if l.starts_with("Timestamp") {
+            header = true;
+        } else if !(l.starts_with("** Processed ")
+            || l.starts_with("Filtering the log data")
+            || l.starts_with("Skipping ")
+            || l.bytes().all(|c| c == b'-' || c == b'='))
+        {
+            return false;
+        }
+    }
+    header
+}
+
+fn is_empty_log_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() <= 4096)
+        && std::fs::read(path).is_ok_and(|b| is_empty_log(&b))
 }
 
 fn triage_file(rules: &Rules, opts: &TriageOptions, path: &Path) -> Part {
@@ -388,6 +413,7 @@ fn triage_file(rules: &Rules, opts: &TriageOptions, path: &Path) -> Part {
         },
         Ok(false) => match load::load_file(path, &opts.load) {
             Ok(rs) => add_reports(rules, &mut part, &source, &input, &rs),
+            Err(e) if is_empty_log_file(path) => drop(e),
             Err(e) => part.error(&source, &e),
         },
         Err(e) => part.error(&source, &e),
