@@ -452,6 +452,19 @@ pub fn triage_paths(
     finish(rules, all)
 }
 
+/// Stream one log (any `BufRead`, e.g. a multi-GB `log show` dump) through the log
+/// detectors in bounded memory; returns the findings and the number of entries read.
+pub fn scan_log_stream(
+    rules: &Rules,
+    reader: impl BufRead,
+    source: &str,
+) -> (Vec<Finding>, u64, Vec<TriageError>) {
+    let mut part = Part::default();
+    let reader = LogReader::with_limits(reader, crate::parse::LogLimits::default());
+    scan_log(rules, &mut part, reader, Path::new(source), source, source);
+    (part.findings, part.log_entries, part.errors)
+}
+
 /// Triage reports already parsed (`(source, reports)` per input; log reports become
 /// findings).
 pub fn triage_reports(rules: &Rules, inputs: Vec<(String, Vec<Report>)>) -> Triage {
@@ -579,5 +592,47 @@ fn finish(rules: &Rules, mut part: Part) -> Triage {
         errors: part.errors,
         files: part.files,
         log_entries: part.log_entries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_only_log_show_output_is_an_empty_log() {
+        assert!(is_empty_log(
+            b"Timestamp                       Thread     Type        Activity             PID    TTL  \n** Processed 0 entries, done. **\n"
+        ));
+        assert!(!is_empty_log(b"** Processed 0 entries, done. **\n"));
+        assert!(!is_empty_log(b"Timestamp\nhello\n"));
+        assert!(!is_empty_log(b""));
+    }
+
+    #[test]
+    fn log_inside_a_report_file_becomes_findings_with_its_crash() {
+        let text = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/forum-skmem-mixed.txt"
+        ))
+        .unwrap();
+        let reports = crate::parse::parse_auto(&text).unwrap();
+        let t = triage_reports(&Rules::builtin(), vec![("post.txt".into(), reports)]);
+        assert_eq!(t.reports.len(), 1);
+        let ids: BTreeSet<_> = t
+            .findings
+            .iter()
+            .map(|f| f.known_issue.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            ids,
+            BTreeSet::from([
+                "dart-sid-exception".to_string(),
+                "flow-divert-no-control-units".to_string()
+            ])
+        );
+        for f in &t.findings {
+            assert_eq!(f.related_clusters, [t.reports[0].cluster.clone()]);
+        }
     }
 }

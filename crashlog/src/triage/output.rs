@@ -392,7 +392,11 @@ pub fn write_signature(
 ) -> io::Result<()> {
     writeln!(out, "== {source}: {}", sig.kind)?;
     writeln!(out, "signature:  {}", sig.text)?;
-    writeln!(out, "cluster id: {}", super::cluster::cluster_id(&sig.text))?;
+    writeln!(
+        out,
+        "bucket:     {} (the cluster id when this is its cluster's canonical signature)",
+        super::cluster::cluster_id(&sig.text)
+    )?;
     if let Some(e) = &sig.exception {
         writeln!(out, "exception:  {e}")?;
     }
