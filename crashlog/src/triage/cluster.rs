@@ -86,6 +86,9 @@ pub struct Clustering {
     pub assignment: Vec<usize>,
     /// Per cluster: (id, canonical signature text, member input indices).
     pub clusters: Vec<(String, String, Vec<usize>)>,
+    /// Similarity comparisons made by the near-duplicate pass (at most
+    /// 2 × [`MAX_CANDIDATES`] per exact bucket: linear in the number of buckets).
+    pub comparisons: u64,
 }
 
 fn compatible(a: &Signature, b: &Signature) -> bool {
@@ -103,13 +106,19 @@ fn compatible(a: &Signature, b: &Signature) -> bool {
     kinds && exc
 }
 
-fn keys(s: &Signature) -> Vec<String> {
-    if s.kind == ReportKind::Panic {
-        if let Some(t) = &s.template {
-            return vec![format!("p:{t}")];
-        }
-    }
-    s.frames.iter().take(2).map(|f| format!("f:{f}")).collect()
+/// Index keys (borrowed, no allocation): `(true, template)` for panics, else
+/// `(false, frame)` for the first two meaningful frames.
+fn keys(s: &Signature) -> impl Iterator<Item = (bool, &str)> {
+    let panic = match (&s.kind, &s.template) {
+        (ReportKind::Panic, Some(t)) => Some((true, t.as_str())),
+        _ => None,
+    };
+    let frames = s
+        .frames
+        .iter()
+        .take(if panic.is_some() { 0 } else { 2 })
+        .map(|f| (false, f.as_str()));
+    panic.into_iter().chain(frames)
 }
 
 /// Cluster signatures (see the module docs).
@@ -132,18 +141,19 @@ pub fn cluster(sigs: &[&Signature]) -> Clustering {
     // 2. Near duplicates through the key index.
     let mut cluster_of_bucket = vec![usize::MAX; buckets.len()];
     let mut cluster_buckets: Vec<Vec<usize>> = Vec::new();
-    let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut index: HashMap<(bool, &str), Vec<usize>> = HashMap::new();
+    let mut comparisons = 0u64;
     for &b in &order {
         let s = sigs[buckets[b].0];
-        let ks = keys(s);
         let mut best: Option<(f64, usize)> = None;
-        for k in &ks {
-            let Some(cands) = index.get(k) else { continue };
+        for k in keys(s) {
+            let Some(cands) = index.get(&k) else { continue };
             for &c in cands.iter().rev().take(MAX_CANDIDATES) {
                 let o = sigs[buckets[c].0];
                 if !compatible(s, o) {
                     continue;
                 }
+                comparisons += 1;
                 let sim = if s.kind == ReportKind::Panic {
                     1.0
                 } else {
@@ -163,7 +173,7 @@ pub fn cluster(sigs: &[&Signature]) -> Clustering {
         };
         cluster_of_bucket[b] = cl;
         cluster_buckets[cl].push(b);
-        for k in ks {
+        for k in keys(s) {
             index.entry(k).or_default().push(b);
         }
     }
@@ -188,6 +198,7 @@ pub fn cluster(sigs: &[&Signature]) -> Clustering {
     Clustering {
         assignment,
         clusters,
+        comparisons,
     }
 }
 
