@@ -77,7 +77,7 @@ impl AuditSlab {
     }
 
     /// Records a transaction on object `idx`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, idx: usize, kind: TxnKind, thread: u64) {
         let Some(bc) = self.bc.get(idx) else { return };
         let ms = uptime_ms();
@@ -91,6 +91,14 @@ impl AuditSlab {
                 bc.free_ms.store(ms, Ordering::Relaxed);
             }
         }
+        if !self.stacks.is_empty() {
+            self.record_stack(idx, kind);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_stack(&self, idx: usize, kind: TxnKind) {
         if let Some(m) = self.stacks.get(idx) {
             let bt = std::backtrace::Backtrace::force_capture().to_string();
             // try_lock: a lock orphaned by fork() must never block the child.
@@ -152,6 +160,15 @@ pub(crate) unsafe fn fill(p: *mut u8, len: usize, pattern: u64) {
 #[inline]
 pub(crate) unsafe fn verify(p: *const u8, len: usize, pattern: u64) -> Option<(usize, u64)> {
     let words = p.cast::<u64>();
+    // Branch-free pass first (vectorises); locate the word only on a mismatch.
+    let mut diff = 0u64;
+    for i in 0..len / 8 {
+        // SAFETY: i * 8 < len, so the word is inside the caller's valid, aligned range.
+        diff |= unsafe { words.add(i).read() } ^ pattern;
+    }
+    if diff == 0 {
+        return None;
+    }
     for i in 0..len / 8 {
         // SAFETY: i * 8 < len, so the word is inside the caller's valid, aligned range.
         let w = unsafe { words.add(i).read() };
@@ -163,6 +180,7 @@ pub(crate) unsafe fn verify(p: *const u8, len: usize, pattern: u64) -> Option<(u
 }
 
 /// Milliseconds of uptime from a coarse monotonic clock (`bc_timestamp`'s unit).
+#[inline]
 pub(crate) fn uptime_ms() -> u64 {
     #[cfg(all(target_os = "linux", not(miri)))]
     {

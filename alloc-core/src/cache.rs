@@ -19,21 +19,31 @@ use crate::stats::CacheStats;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, lock, try_lock};
 
-/// The shared state of one cache (`struct skmem_cache`).
+/// The shared state of one cache (`struct skmem_cache`). `repr(C)` with the fields the
+/// fast paths read first, so they share a cache line.
+#[repr(C)]
 pub(crate) struct Inner {
+    /// Hint of `depot.generation` for the lock-free fast path.
+    pub(crate) generation: AtomicU64,
+    pub(crate) audit: bool,
+    /// Audit: lock-free address → slab map.
+    radix: Option<Radix>,
+    /// `chunks * chunksize`: the object span of a slab.
+    span: usize,
+    /// log2(chunksize) and chunksize-1 when the chunk size is a power of two; otherwise 0
+    /// and usize::MAX (so the fast locate declines and the exact path divides).
+    chunk_shift: u32,
+    chunk_mask: usize,
+    pub(crate) audit_opts: AuditOptions,
+    dtor: Option<Arc<Dtor>>,
+    ctor: Option<Arc<Ctor>>,
+    pub(crate) geo: Geometry,
     pub(crate) id: usize,
     pub(crate) name: String,
     pub(crate) mode: Mode,
-    pub(crate) geo: Geometry,
     pub(crate) policy: Policy,
-    pub(crate) audit_opts: AuditOptions,
-    pub(crate) audit: bool,
-    ctor: Option<Arc<Ctor>>,
-    dtor: Option<Arc<Dtor>>,
     pub(crate) magtypes: Vec<MagType>,
     depot_contention_limit: u32,
-    /// Hint of `depot.generation` for the lock-free fast path.
-    pub(crate) generation: AtomicU64,
     /// `skm_depot_contention`.
     pub(crate) contention: AtomicU32,
     /// Resize perimeter (`skm_rs_lock`).
@@ -44,8 +54,6 @@ pub(crate) struct Inner {
     pub(crate) slots: Mutex<Vec<Arc<CpuSlot>>>,
     /// `skm_sl_lock` and the slab layer.
     pub(crate) slab: Mutex<SlabLayer>,
-    /// Audit: lock-free address → slab map.
-    radix: Option<Radix>,
     /// Reports raised where no caller could receive them (Report policy).
     pub(crate) reports: Mutex<Vec<Report>>,
 }
@@ -353,7 +361,7 @@ impl Inner {
             let d = lock(&self.depot);
             (d.generation, d.magsize)
         };
-        let slot = Arc::new(CpuSlot::new(thread, generation, magsize));
+        let slot = Arc::new(CpuSlot::new(Arc::as_ptr(self), thread, generation, magsize));
         lock(&self.slots).push(slot.clone());
         TlsEntry {
             inner: self.clone(),
@@ -404,25 +412,15 @@ impl Inner {
         loop {
             let r = cpu::with_mags(|m| {
                 let idx = self.id;
-                match m.entries.get(idx) {
-                    Some(Some(e)) if e.is_for(self) => {
-                        let slot = e.slot.clone();
-                        return Ok(slot);
-                    }
-                    Some(Some(_)) => {
-                        return Err(m.entries.get_mut(idx).and_then(Option::take));
-                    }
-                    _ => {}
-                }
-                if m.entries.len() <= idx {
-                    m.entries.resize_with(idx + 1, || None);
+                match m.get(idx) {
+                    Some(e) if e.is_for(self) => return Ok(e.slot.clone()),
+                    Some(_) => return Err(m.take(idx)),
+                    None => {}
                 }
                 let t = cpu::thread_no(m);
                 let e = self.new_slot(t);
                 let slot = e.slot.clone();
-                if let Some(s) = m.entries.get_mut(idx) {
-                    *s = Some(e);
-                }
+                m.set(idx, e);
                 Ok(slot)
             })?;
             match r {
@@ -444,9 +442,31 @@ impl Inner {
 
     // ---- audit --------------------------------------------------------------------------
 
+    /// The lock-free part of [`Self::audit_locate`]: radix lookup and arithmetic only.
+    /// `None` for anything unusual (the caller then takes the full, cold path).
+    #[inline(always)]
+    fn locate_fast(&self, addr: usize) -> Option<(&crate::audit::AuditSlab, *mut u8, usize)> {
+        let a = self.radix.as_ref()?.get(addr)?;
+        let base = a.base.load(Ordering::Acquire);
+        let off = addr.wrapping_sub(base.addr());
+        if base.is_null() || off >= self.span || off & self.chunk_mask != 0 {
+            return None;
+        }
+        Some((a, base.wrapping_add(off), off >> self.chunk_shift))
+    }
+
     /// Finds the audit table and our (provenance-carrying) pointer for the object at `addr`:
     /// radix first, then the locked slab list. `Err` with the reason if it is not one of ours.
     fn audit_locate(&self, addr: usize) -> Result<(AuditPtr, *mut u8, usize), InvalidReason> {
+        if let Some((a, p, i)) = self.locate_fast(addr) {
+            return Ok((AuditPtr(NonNull::from(a)), p, i));
+        }
+        self.audit_locate_slow(addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn audit_locate_slow(&self, addr: usize) -> Result<(AuditPtr, *mut u8, usize), InvalidReason> {
         let (a, base) = match self.radix.as_ref().and_then(|r| r.get(addr)) {
             Some(a) => {
                 let base = a.base.load(Ordering::Acquire);
@@ -461,16 +481,11 @@ impl Inner {
             }
         };
         let off = addr.wrapping_sub(base.addr());
-        let span = self.geo.chunks * self.geo.chunksize;
-        if base.is_null() || off >= span {
+        if base.is_null() || off >= self.span {
             return Err(self.attribute_foreign(addr));
         }
         let cs = self.geo.chunksize;
-        let (idx, rem) = if cs.is_power_of_two() {
-            (off >> cs.trailing_zeros(), off & (cs - 1))
-        } else {
-            (off / cs, off % cs)
-        };
+        let (idx, rem) = (off / cs, off % cs);
         if rem != 0 {
             return Err(InvalidReason::Interior { offset: rem });
         }
@@ -496,7 +511,51 @@ impl Inner {
 
     /// Audit checks of a free: validity and state (`IN_USE`/`TYPED` → `CACHED`), then the
     /// destructor, poison and the transaction record. Returns our pointer to the object.
+    #[inline(always)]
     fn audit_free(&self, addr: usize, typed: bool, thread: u64) -> Result<*mut u8, Box<Report>> {
+        let expect = if typed { TYPED } else { IN_USE };
+        let Some((a, p, idx)) = self.locate_fast(addr) else {
+            return self.audit_free_cold(addr, typed, thread);
+        };
+        let Some(bc) = a.bc.get(idx) else {
+            return self.audit_free_cold(addr, typed, thread);
+        };
+        if bc
+            .state
+            .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return self.audit_free_cold(addr, typed, thread);
+        }
+        self.audit_free_tail(a, p, idx, thread);
+        Ok(p)
+    }
+
+    #[inline(always)]
+    fn audit_free_tail(&self, a: &crate::audit::AuditSlab, p: *mut u8, idx: usize, thread: u64) {
+        if self.dtor.is_some() {
+            self.destruct(p);
+        }
+        if self.audit_opts.poison {
+            // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS proved
+            // the object allocated, so its slab cannot be destroyed under us); chunks are
+            // 8-aligned and a multiple of 8 long; the CAS made us its only user.
+            unsafe { audit::fill(p, self.geo.chunksize, FREE_PATTERN) };
+        }
+        if self.audit_opts.transactions {
+            a.record(idx, TxnKind::Free, thread);
+        }
+    }
+
+    /// The full free check, for anything the fast path did not accept (misuse, radix miss).
+    #[cold]
+    #[inline(never)]
+    fn audit_free_cold(
+        &self,
+        addr: usize,
+        typed: bool,
+        thread: u64,
+    ) -> Result<*mut u8, Box<Report>> {
         let (a, p, idx) = self
             .audit_locate(addr)
             .map_err(|why| self.audit_report(ReportKind::InvalidFree(why), addr, None))?;
@@ -514,16 +573,7 @@ impl Inner {
             };
             return Err(self.audit_report(kind, addr, Some((a, idx))));
         }
-        self.destruct(p);
-        if self.audit_opts.poison {
-            // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS proved
-            // the object allocated, so its slab cannot be destroyed under us); chunks are
-            // 8-aligned and a multiple of 8 long; the CAS made us its only user.
-            unsafe { audit::fill(p, self.geo.chunksize, FREE_PATTERN) };
-        }
-        if self.audit_opts.transactions {
-            a.get().record(idx, TxnKind::Free, thread);
-        }
+        self.audit_free_tail(a.get(), p, idx, thread);
         Ok(p)
     }
 
@@ -554,29 +604,39 @@ impl Inner {
     /// Audit checks of an allocation: poison verified, uninitialised pattern written,
     /// constructor run, state set, transaction recorded. On damage the object is re-poisoned
     /// and returned to the slab layer, and the report is handed back.
-    fn audit_alloc(&self, p: *mut u8, typed: bool, thread: u64) -> Result<(), AllocError> {
-        if let Err(r) = self.audit_verify_free_obj(p) {
-            // SAFETY: as in audit_verify_free_obj; the object is still ours (cached).
-            unsafe { audit::fill(p, self.geo.chunksize, FREE_PATTERN) };
-            if let Ok((a, _, i)) = self.audit_locate(p.addr())
-                && let Some(bc) = a.get().bc.get(i)
-            {
-                bc.state.store(CACHED, Ordering::Release);
-            }
-            let _ = self.slab_free(p.addr());
-            raise(&r, self.policy).map_err(AllocError::Audit)?;
-            return Err(AllocError::Audit(r));
-        }
+    #[inline(always)]
+    pub(crate) fn audit_alloc(
+        &self,
+        p: *mut u8,
+        typed: bool,
+        thread: u64,
+    ) -> Result<(), AllocError> {
         if self.audit_opts.poison {
-            // SAFETY: as above; the object is being handed out by us and nobody else uses it.
-            unsafe { audit::fill(p, self.geo.chunksize, UNINITIALIZED_PATTERN) };
+            // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned chunk of a
+            // live slab that no client owns.
+            if unsafe { audit::verify(p, self.geo.chunksize, FREE_PATTERN) }.is_some() {
+                return self.audit_alloc_damaged(p);
+            }
+            if self.audit_opts.uninit_fill {
+                // SAFETY: as above; the object is being handed out by us, nobody else uses it.
+                unsafe { audit::fill(p, self.geo.chunksize, UNINITIALIZED_PATTERN) };
+            }
         }
-        self.construct(p)?;
-        if let Ok((a, _, i)) = self.audit_locate(p.addr())
-            && let Some(bc) = a.get().bc.get(i)
-        {
-            bc.state
-                .store(if typed { TYPED } else { IN_USE }, Ordering::Release);
+        if self.ctor.is_some() {
+            self.construct(p)?;
+        }
+        let state = if typed { TYPED } else { IN_USE };
+        if let Some((a, _, i)) = self.locate_fast(p.addr()) {
+            if let Some(bc) = a.bc.get(i) {
+                bc.state.store(state, Ordering::Release);
+            }
+            if self.audit_opts.transactions {
+                a.record(i, TxnKind::Alloc, thread);
+            }
+        } else if let Ok((a, _, i)) = self.audit_locate(p.addr()) {
+            if let Some(bc) = a.get().bc.get(i) {
+                bc.state.store(state, Ordering::Release);
+            }
             if self.audit_opts.transactions {
                 a.get().record(i, TxnKind::Alloc, thread);
             }
@@ -584,14 +644,32 @@ impl Inner {
         Ok(())
     }
 
+    #[cold]
+    #[inline(never)]
+    fn audit_alloc_damaged(&self, p: *mut u8) -> Result<(), AllocError> {
+        let r = match self.audit_verify_free_obj(p) {
+            Err(r) => r,
+            Ok(()) => return Ok(()),
+        };
+        // SAFETY: as in audit_verify_free_obj; the object is still ours (cached).
+        unsafe { audit::fill(p, self.geo.chunksize, FREE_PATTERN) };
+        if let Ok((a, _, i)) = self.audit_locate(p.addr())
+            && let Some(bc) = a.get().bc.get(i)
+        {
+            bc.state.store(CACHED, Ordering::Release);
+        }
+        let _ = self.slab_free(p.addr());
+        raise(&r, self.policy).map_err(AllocError::Audit)?;
+        Err(AllocError::Audit(r))
+    }
+
     // ---- alloc / free -----------------------------------------------------------------
 
     /// The full allocation path (everything but the inlined magazine hit).
     pub(crate) fn alloc_slow(self: &Arc<Self>, typed: bool) -> Result<NonNull<u8>, AllocError> {
-        let mut thread = 0;
+        let thread = cpu::current_thread();
         let from_mag = loop {
             let r = self.with_slot(|inner, o, slot| inner.cpu_alloc(o, slot));
-            thread = cpu::with_mags(cpu::thread_no).unwrap_or(thread);
             match r {
                 Some(Mg::Done(p)) => break Some(p),
                 Some(Mg::Flush(mags)) => self.destroy_mags(mags),
@@ -633,22 +711,6 @@ impl Inner {
             self.destruct(p);
         }
         self.slab_free(p.addr())
-    }
-
-    /// Audit free of any address.
-    pub(crate) fn free_audited(
-        self: &Arc<Self>,
-        addr: usize,
-        typed: bool,
-    ) -> Result<(), Box<Report>> {
-        let thread = cpu::with_mags(cpu::thread_no).unwrap_or(0);
-        match self.audit_free(addr, typed, thread) {
-            Ok(p) => self.free_slow(p),
-            Err(r) => {
-                raise(&r, self.policy)?;
-                Ok(())
-            }
-        }
     }
 
     // ---- maintenance ------------------------------------------------------------------
@@ -804,6 +866,8 @@ impl Inner {
 /// as a value).
 pub struct Cache {
     pub(crate) inner: Arc<Inner>,
+    /// `inner.id`, kept here to save a dependent load on the fast path.
+    id: usize,
     done: bool,
 }
 
@@ -868,6 +932,17 @@ impl Cache {
             slots: Mutex::new(Vec::new()),
             slab: Mutex::new(slab),
             radix: audit.then(|| Radix::new(geo.slabsize.trailing_zeros() as usize)),
+            span: geo.chunks * geo.chunksize,
+            chunk_shift: if geo.chunksize.is_power_of_two() {
+                geo.chunksize.trailing_zeros()
+            } else {
+                0
+            },
+            chunk_mask: if geo.chunksize.is_power_of_two() {
+                geo.chunksize - 1
+            } else {
+                usize::MAX
+            },
             reports: Mutex::new(Vec::new()),
         });
         match reg {
@@ -878,7 +953,11 @@ impl Cache {
                 }
             }
         }
-        Ok(Cache { inner, done: false })
+        Ok(Cache {
+            id: inner.id,
+            inner,
+            done: false,
+        })
     }
 
     /// The cache name (`skc.…`).
@@ -924,22 +1003,38 @@ impl Cache {
     /// `mcache_audit` report (an error under [`Policy::Report`]).
     #[inline]
     pub fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
-        if !self.inner.audit
-            && let Some(Some(p)) = cpu::with_mags(|m| self.fast_pop(m))
-        {
+        if self.inner.audit {
+            return self.alloc_audit(false);
+        }
+        if let Some(p) = self.fast_pop() {
             return Ok(p);
         }
         self.inner.alloc_slow(false)
     }
 
+    /// AUDIT allocation: magazine pop (or slow path), then the audit checks.
+    #[inline(never)]
+    fn alloc_audit(&self, typed: bool) -> Result<NonNull<u8>, AllocError> {
+        if let Some(p) = self.fast_pop() {
+            self.inner
+                .audit_alloc(p.as_ptr(), typed, cpu::current_thread())?;
+            return Ok(p);
+        }
+        self.inner.alloc_slow(typed)
+    }
+
+    /// Pops a round from this thread's loaded magazine: the whole production fast path.
     #[inline(always)]
-    fn fast_pop(&self, m: &mut crate::cpu::ThreadMags) -> Option<NonNull<u8>> {
-        let e = m.entries.get(self.inner.id)?.as_ref()?;
-        if !e.is_for(&self.inner) {
+    fn fast_pop(&self) -> Option<NonNull<u8>> {
+        cpu::fast_slot(self.id, |slot| self.pop_from(slot))
+    }
+
+    #[inline(always)]
+    fn pop_from(&self, slot: &CpuSlot) -> Option<NonNull<u8>> {
+        if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
             return None;
         }
         let generation = self.inner.generation.load(Ordering::Relaxed);
-        let slot = &e.slot;
         slot.own.with_mut(|o| {
             // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
             let o = unsafe { &mut *o };
@@ -955,16 +1050,18 @@ impl Cache {
         })
     }
 
+    /// Pushes a round into this thread's loaded magazine: the production free fast path.
     #[inline(always)]
-    fn fast_push(&self, m: &mut crate::cpu::ThreadMags, p: NonNull<u8>) -> bool {
-        let Some(Some(e)) = m.entries.get(self.inner.id) else {
-            return false;
-        };
-        if !e.is_for(&self.inner) {
+    fn fast_push(&self, p: NonNull<u8>) -> bool {
+        cpu::fast_slot(self.id, |slot| self.push_to(slot, p).then_some(())).is_some()
+    }
+
+    #[inline(always)]
+    fn push_to(&self, slot: &CpuSlot, p: NonNull<u8>) -> bool {
+        if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
             return false;
         }
         let generation = self.inner.generation.load(Ordering::Relaxed);
-        let slot = &e.slot;
         slot.own.with_mut(|o| {
             // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
             let o = unsafe { &mut *o };
@@ -983,6 +1080,22 @@ impl Cache {
         })
     }
 
+    /// Audit free: validate and poison (outside the thread table: the destructor is user
+    /// code), then the magazine fast path, else the slow path.
+    #[inline(never)]
+    fn free_audit(&self, addr: usize, typed: bool) -> Result<(), Box<Report>> {
+        let p = match self.inner.audit_free(addr, typed, cpu::current_thread()) {
+            Ok(p) => p,
+            Err(r) => return raise(&r, self.inner.policy),
+        };
+        if let Some(nn) = NonNull::new(p)
+            && self.fast_push(nn)
+        {
+            return Ok(());
+        }
+        self.inner.free_slow(p)
+    }
+
     /// Frees an object (`skmem_cache_free`).
     ///
     /// In AUDIT mode every free is validated first (see [`Cache::try_free`]); otherwise the
@@ -998,9 +1111,9 @@ impl Cache {
     #[inline]
     pub unsafe fn free(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
         if self.inner.audit {
-            return self.inner.free_audited(p.as_ptr().addr(), false);
+            return self.free_audit(p.as_ptr().addr(), false);
         }
-        if let Some(true) = cpu::with_mags(|m| self.fast_push(m, p)) {
+        if self.fast_push(p) {
             return Ok(());
         }
         self.inner.free_slow(p.as_ptr())
@@ -1019,9 +1132,7 @@ impl Cache {
                 cache: self.inner.name.clone(),
             });
         }
-        self.inner
-            .free_audited(p.addr(), false)
-            .map_err(FreeError::Audit)
+        self.free_audit(p.addr(), false).map_err(FreeError::Audit)
     }
 
     /// Allocates up to `n` objects into `out` (`skmem_cache_batch_alloc`); returns how many
@@ -1057,18 +1168,17 @@ impl Cache {
     }
 
     pub(crate) fn alloc_typed(&self) -> Result<NonNull<u8>, AllocError> {
-        if self.inner.audit {
-            self.inner.alloc_slow(true)
-        } else {
-            self.alloc()
+        if !self.inner.audit {
+            return self.alloc();
         }
+        self.alloc_audit(true)
     }
 
     /// # Safety
     /// `p` came from `alloc_typed` of this cache and is owned by the caller.
     pub(crate) unsafe fn free_typed(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
         if self.inner.audit {
-            return self.inner.free_audited(p.as_ptr().addr(), true);
+            return self.free_audit(p.as_ptr().addr(), true);
         }
         // SAFETY: forwarded.
         unsafe { self.free(p) }
@@ -1129,9 +1239,8 @@ impl Cache {
     /// inspects statistics.
     pub fn flush_thread_cache(&self) {
         let own = cpu::with_mags(|m| {
-            let e = m.entries.get_mut(self.inner.id)?;
-            if e.as_ref().is_some_and(|e| e.is_for(&self.inner)) {
-                e.take()
+            if m.get(self.inner.id)?.is_for(&self.inner) {
+                m.take(self.inner.id)
             } else {
                 None
             }
@@ -1198,8 +1307,8 @@ impl CacheConfig {
     }
 }
 
-/// Marks an object state as free in the slab layer, for tests.
-#[cfg(test)]
+/// The audit state byte of the object at `p`, for tests.
+#[cfg(all(test, not(loom)))]
 pub(crate) fn state_of(cache: &Cache, p: *mut u8) -> Option<u8> {
     let (a, _, i) = cache.inner.audit_locate(p.addr()).ok()?;
     a.get().bc.get(i).map(|b| b.state.load(Ordering::Acquire))

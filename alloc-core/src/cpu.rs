@@ -57,7 +57,10 @@ impl CpuOwned {
 
 /// One thread's cache for one cache.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct CpuSlot {
+    /// The cache this slot belongs to (compared, never dereferenced, on the fast path).
+    pub(crate) owner: *const Inner,
     pub(crate) own: UnsafeCell<CpuOwned>,
     /// Published `cp_rounds` / `cp_prounds` (single writer: the owner, relaxed stores).
     pub(crate) rounds: AtomicI32,
@@ -73,10 +76,13 @@ pub(crate) struct CpuSlot {
 // `Inner::with_slot`, `Cache::fast_pop`/`fast_push`, `Inner::retire_slot`); every other
 // field is atomic. Other threads only read the published atomics.
 unsafe impl Sync for CpuSlot {}
+// SAFETY: `owner` is only compared, never dereferenced; the rest is Send.
+unsafe impl Send for CpuSlot {}
 
 impl CpuSlot {
-    pub(crate) fn new(thread: u64, generation: u64, magsize: u32) -> CpuSlot {
+    pub(crate) fn new(owner: *const Inner, thread: u64, generation: u64, magsize: u32) -> CpuSlot {
         CpuSlot {
+            owner,
             own: UnsafeCell::new(CpuOwned {
                 loaded: None,
                 ploaded: None,
@@ -124,11 +130,50 @@ impl Drop for TlsEntry {
     }
 }
 
-/// A thread's table of entries, indexed by cache id.
+/// Cache ids below this have their slot pointer directly in the thread-local block (one
+/// dependent load on the fast path); higher ids use the slow path's table only.
+pub(crate) const FAST_SLOTS: usize = 64;
+
+/// A thread's table of entries, indexed by cache id. Owns the thread caches; its fast index
+/// lives in a separate, destructor-free thread-local ([`FAST`]) so that the fast path has no
+/// lazy-registration check.
 #[derive(Debug)]
 pub(crate) struct ThreadMags {
-    pub(crate) entries: Vec<Option<TlsEntry>>,
+    entries: Vec<Option<TlsEntry>>,
     pub(crate) thread: u64,
+}
+
+/// `FAST[i]` is null or points to the slot owned by this thread's `entries[i]`.
+type FastIndex = [*const CpuSlot; FAST_SLOTS];
+
+fn set_fast(idx: usize, p: *const CpuSlot) {
+    let _ = FAST.try_with(|f| {
+        f.with_mut(|f| {
+            // SAFETY: thread-local, and no reference into it outlives `fast_slot`'s closure.
+            if let Some(s) = unsafe { &mut *f }.get_mut(idx) {
+                *s = p;
+            }
+        })
+    });
+}
+
+/// Runs `f` with this thread's slot for cache id `idx`, if it has one in the fast index.
+#[inline(always)]
+pub(crate) fn fast_slot<R>(idx: usize, f: impl FnOnce(&CpuSlot) -> Option<R>) -> Option<R> {
+    FAST.try_with(|fast| {
+        fast.with(|a| {
+            // SAFETY: thread-local; only `set_fast` writes it, never while this runs.
+            let p = *unsafe { &*a }.get(idx)?;
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: a non-null entry points to the slot held (by Arc) in this thread's
+            // `entries[idx]`, which `take`/`drop` clear before releasing that Arc.
+            f(unsafe { &*p })
+        })
+    })
+    .ok()
+    .flatten()
 }
 
 impl ThreadMags {
@@ -138,11 +183,38 @@ impl ThreadMags {
             thread: 0,
         }
     }
+
+    /// The entry for cache id `idx`.
+    pub(crate) fn get(&self, idx: usize) -> Option<&TlsEntry> {
+        self.entries.get(idx)?.as_ref()
+    }
+
+    /// Installs `e` at `idx` (the slot must be empty: take the old entry first).
+    pub(crate) fn set(&mut self, idx: usize, e: TlsEntry) {
+        if self.entries.len() <= idx {
+            self.entries.resize_with(idx + 1, || None);
+        }
+        let p = Arc::as_ptr(&e.slot);
+        if let Some(s) = self.entries.get_mut(idx) {
+            *s = Some(e);
+            set_fast(idx, p);
+        }
+    }
+
+    /// Removes the entry at `idx` (to be dropped outside the table).
+    pub(crate) fn take(&mut self, idx: usize) -> Option<TlsEntry> {
+        set_fast(idx, ptr::null());
+        self.entries.get_mut(idx)?.take()
+    }
 }
 
 impl Drop for ThreadMags {
     fn drop(&mut self) {
         // Thread exit: every entry returns its magazines to its cache's depot.
+        let _ = FAST.try_with(|f| {
+            // SAFETY: thread-local; nothing else references it during this drop.
+            f.with_mut(|f| unsafe { *f = [ptr::null(); FAST_SLOTS] })
+        });
         while let Some(e) = self.entries.pop() {
             drop(e);
         }
@@ -151,6 +223,10 @@ impl Drop for ThreadMags {
 
 tls! {
     static MAGS: UnsafeCell<ThreadMags> = UnsafeCell::new(ThreadMags::new());
+}
+
+tls! {
+    static FAST: UnsafeCell<FastIndex> = UnsafeCell::new([ptr::null(); FAST_SLOTS]);
 }
 
 /// Runs `f` on this thread's table; `None` while the thread-local is being destroyed.
@@ -170,10 +246,31 @@ pub(crate) fn with_mags<R>(f: impl FnOnce(&mut ThreadMags) -> R) -> Option<R> {
     .ok()
 }
 
-/// Process-unique thread numbers, assigned on first cache use.
+tls! {
+    static THREAD_NO: std::cell::Cell<u64> = std::cell::Cell::new(0);
+}
+
+/// This thread's process-unique number (1-based, assigned on first use), as recorded in
+/// audit transactions.
+#[inline]
+pub(crate) fn current_thread() -> u64 {
+    THREAD_NO
+        .try_with(|t| {
+            let n = t.get();
+            if n != 0 {
+                return n;
+            }
+            let n = crate::sync::ids::next_thread();
+            t.set(n);
+            n
+        })
+        .unwrap_or(0)
+}
+
+/// The thread number stored in a table (same numbering as [`current_thread`]).
 pub(crate) fn thread_no(m: &mut ThreadMags) -> u64 {
     if m.thread == 0 {
-        m.thread = crate::sync::ids::next_thread();
+        m.thread = current_thread();
     }
     m.thread
 }

@@ -63,14 +63,17 @@ pub fn postfork() {
     let _ = HELD.try_with(|h| h.borrow_mut().take());
 }
 
+#[cfg_attr(any(miri, not(unix)), allow(dead_code))]
 extern "C" fn prepare() {
     prefork();
 }
 
+#[cfg_attr(any(miri, not(unix)), allow(dead_code))]
 extern "C" fn parent() {
     postfork();
 }
 
+#[cfg_attr(any(miri, not(unix)), allow(dead_code))]
 extern "C" fn child() {
     postfork();
 }

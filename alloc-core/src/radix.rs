@@ -13,25 +13,35 @@ use crate::sync::atomic::{AtomicPtr, Ordering};
 const FANOUT: usize = 1 << BITS;
 const MASK: usize = FANOUT - 1;
 
-type Leaf = Box<[AtomicPtr<AuditSlab>]>;
-
+/// One level of the map: a fixed array, so a level costs one dependent load.
 #[derive(Debug)]
-struct Interior {
-    slots: Box<[AtomicPtr<Leaf>]>,
+#[repr(transparent)]
+struct Node<T> {
+    slots: [AtomicPtr<T>; FANOUT],
 }
 
-fn slots<T>() -> Box<[AtomicPtr<T>]> {
-    (0..FANOUT)
-        .map(|_| AtomicPtr::new(ptr::null_mut()))
-        .collect()
+impl<T> Node<T> {
+    /// A node built directly on the heap (no 32 KiB stack temporary).
+    fn new() -> Box<Node<T>> {
+        let v: Box<[AtomicPtr<T>]> = (0..FANOUT)
+            .map(|_| AtomicPtr::new(ptr::null_mut()))
+            .collect();
+        let raw = Box::into_raw(v).cast::<Node<T>>();
+        // SAFETY: the slice has exactly FANOUT elements, and Node<T> is a repr(transparent)
+        // wrapper of [AtomicPtr<T>; FANOUT], which has the slice's layout and alignment.
+        unsafe { Box::from_raw(raw) }
+    }
 }
+
+type Leaf = Node<AuditSlab>;
+type Interior = Node<Leaf>;
 
 /// The map. Keys beyond the covered range are refused by [`Radix::set`]; callers then fall
 /// back to a locked lookup.
 #[derive(Debug)]
 pub(crate) struct Radix {
     shift: usize,
-    root: Box<[AtomicPtr<Interior>]>,
+    root: Box<Node<Interior>>,
 }
 
 impl Radix {
@@ -39,10 +49,11 @@ impl Radix {
     pub(crate) fn new(shift: usize) -> Radix {
         Radix {
             shift,
-            root: slots(),
+            root: Node::new(),
         }
     }
 
+    #[inline(always)]
     fn split(&self, addr: usize) -> Option<(usize, usize, usize)> {
         let key = addr >> self.shift;
         let i0 = key >> (2 * BITS);
@@ -50,10 +61,10 @@ impl Radix {
     }
 
     /// The slab covering `addr`, if any.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, addr: usize) -> Option<&AuditSlab> {
         let (i0, i1, i2) = self.split(addr)?;
-        let mid = self.root.get(i0)?.load(Ordering::Acquire);
+        let mid = self.root.slots.get(i0)?.load(Ordering::Acquire);
         if mid.is_null() {
             return None;
         }
@@ -66,7 +77,7 @@ impl Radix {
         }
         // SAFETY: as above, for leaves.
         let leaf = unsafe { &*leaf };
-        let slab = leaf.get(i2)?.load(Ordering::Acquire);
+        let slab = leaf.slots.get(i2)?.load(Ordering::Acquire);
         if slab.is_null() {
             return None;
         }
@@ -81,19 +92,19 @@ impl Radix {
         let Some((i0, i1, i2)) = self.split(addr) else {
             return false;
         };
-        let Some(root_slot) = self.root.get(i0) else {
+        let Some(root_slot) = self.root.slots.get(i0) else {
             return false;
         };
-        let mid = install(root_slot, || Interior { slots: slots() });
+        let mid = install(root_slot, Interior::new);
         // SAFETY: see `get`.
         let mid = unsafe { &*mid };
         let Some(mid_slot) = mid.slots.get(i1) else {
             return false;
         };
-        let leaf = install(mid_slot, slots::<AuditSlab>);
+        let leaf = install(mid_slot, Leaf::new);
         // SAFETY: see `get`.
         let leaf = unsafe { &*leaf };
-        match leaf.get(i2) {
+        match leaf.slots.get(i2) {
             Some(s) => {
                 s.store(slab, Ordering::Release);
                 true
@@ -104,12 +115,12 @@ impl Radix {
 }
 
 /// Returns the node in `slot`, installing a fresh one if it is empty.
-fn install<T>(slot: &AtomicPtr<T>, make: impl FnOnce() -> T) -> *mut T {
+fn install<T>(slot: &AtomicPtr<T>, make: impl FnOnce() -> Box<T>) -> *mut T {
     let cur = slot.load(Ordering::Acquire);
     if !cur.is_null() {
         return cur;
     }
-    let fresh = Box::into_raw(Box::new(make()));
+    let fresh = Box::into_raw(make());
     match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => fresh,
         Err(winner) => {
@@ -122,7 +133,7 @@ fn install<T>(slot: &AtomicPtr<T>, make: impl FnOnce() -> T) -> *mut T {
 
 impl Drop for Radix {
     fn drop(&mut self) {
-        for s in self.root.iter() {
+        for s in self.root.slots.iter() {
             let mid = s.load(Ordering::Acquire);
             if mid.is_null() {
                 continue;

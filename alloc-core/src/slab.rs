@@ -592,8 +592,8 @@ impl SlabLayer {
         Ok(())
     }
 
-    /// Every slab's (state of object → count) summary, for tests: (partial ids, empty ids).
-    #[cfg(test)]
+    /// Slab ids on the (partial, empty) lists in list order, for tests.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn lists(&self) -> (Vec<u32>, Vec<u32>) {
         let walk = |l: List| {
             let mut v = Vec::new();
@@ -608,7 +608,7 @@ impl SlabLayer {
     }
 
     /// Refcount of slab `id`, for tests.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn refcnt(&self, id: u32) -> Option<u32> {
         self.slab(id as usize).map(|s| s.refcnt)
     }

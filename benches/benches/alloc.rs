@@ -1,2 +1,332 @@
-//! Placeholder: replaced by the alloc benchmark.
-fn main() {}
+//! alloc-core against real peers: system malloc (`std::alloc::System`), mimalloc (through
+//! its `GlobalAlloc` impl, not as the global allocator), and the `slab` crate.
+//!
+//! Workloads (64-byte objects):
+//! * `pair`: a ring of 32 live objects; each iteration allocates one, writes it and frees the
+//!   oldest (so pop and push never cancel out, see perf-anchors §1.10).
+//! * `batch`: allocate 64, then free the 64 (time per object).
+//! * `xthread`: a producer allocates, a consumer thread frees (batches of 64 handed over a
+//!   channel; time per object, channel cost included for every contender).
+//!
+//! Run: `cargo bench -p flowslab-benches --bench alloc -- --warm-up-time 1 --measurement-time 3`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloc_core::{Cache, Mode, Policy, TypedCache};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mimalloc::MiMalloc;
+
+const SIZE: usize = 64;
+const RING: usize = 32;
+const BATCH: usize = 64;
+
+/// The operations every contender provides.
+trait Pool {
+    type H: Copy;
+    fn get(&mut self) -> Self::H;
+    fn put(&mut self, h: Self::H);
+    fn touch(&mut self, h: Self::H);
+}
+
+struct Global<A: GlobalAlloc>(A);
+
+impl<A: GlobalAlloc> Pool for Global<A> {
+    type H = NonNull<u8>;
+    fn get(&mut self) -> NonNull<u8> {
+        let l = Layout::from_size_align(SIZE, 8).expect("layout");
+        // SAFETY: non-zero-size layout.
+        NonNull::new(unsafe { self.0.alloc(l) }).expect("oom")
+    }
+    fn put(&mut self, h: NonNull<u8>) {
+        let l = Layout::from_size_align(SIZE, 8).expect("layout");
+        // SAFETY: `h` came from `get` with the same layout and is freed once.
+        unsafe { self.0.dealloc(h.as_ptr(), l) }
+    }
+    fn touch(&mut self, h: NonNull<u8>) {
+        // SAFETY: `h` is a live 64-byte allocation.
+        unsafe { h.as_ptr().write(1) }
+    }
+}
+
+struct SlabCrate(slab::Slab<[u8; SIZE]>);
+
+impl Pool for SlabCrate {
+    type H = usize;
+    fn get(&mut self) -> usize {
+        self.0.insert([0; SIZE])
+    }
+    fn put(&mut self, h: usize) {
+        black_box(self.0.remove(h));
+    }
+    fn touch(&mut self, h: usize) {
+        if let Some(v) = self.0.get_mut(h) {
+            v[0] = 1;
+        }
+    }
+}
+
+/// alloc-core in production mode (`unsafe free`).
+struct Skmem<'a>(&'a Cache);
+
+impl Pool for Skmem<'_> {
+    type H = NonNull<u8>;
+    fn get(&mut self) -> NonNull<u8> {
+        self.0.alloc().expect("alloc")
+    }
+    fn put(&mut self, h: NonNull<u8>) {
+        // SAFETY: `h` came from this cache and is freed once.
+        unsafe { self.0.free(h).expect("free") }
+    }
+    fn touch(&mut self, h: NonNull<u8>) {
+        // SAFETY: `h` is a live 64-byte object.
+        unsafe { h.as_ptr().write(1) }
+    }
+}
+
+/// alloc-core in AUDIT mode (safe `try_free`).
+struct SkmemAudit<'a>(&'a Cache);
+
+impl Pool for SkmemAudit<'_> {
+    type H = NonNull<u8>;
+    fn get(&mut self) -> NonNull<u8> {
+        self.0.alloc().expect("alloc")
+    }
+    fn put(&mut self, h: NonNull<u8>) {
+        self.0.try_free(h.as_ptr()).expect("free");
+    }
+    fn touch(&mut self, h: NonNull<u8>) {
+        // SAFETY: `h` is a live 64-byte object.
+        unsafe { h.as_ptr().write(1) }
+    }
+}
+
+fn ring<P: Pool>(p: &mut P, iters: u64) -> Duration {
+    let mut live: Vec<P::H> = (0..RING).map(|_| p.get()).collect();
+    let start = Instant::now();
+    let mut i = 0;
+    for _ in 0..iters {
+        let h = p.get();
+        p.touch(h);
+        let old = std::mem::replace(&mut live[i], h);
+        p.put(old);
+        i = (i + 1) % RING;
+    }
+    let t = start.elapsed();
+    for h in live {
+        p.put(h);
+    }
+    t
+}
+
+fn batch<P: Pool>(p: &mut P, iters: u64) -> Duration {
+    let mut v: Vec<P::H> = Vec::with_capacity(BATCH);
+    let start = Instant::now();
+    for _ in 0..iters {
+        for _ in 0..BATCH {
+            v.push(p.get());
+        }
+        for h in v.drain(..) {
+            p.put(h);
+        }
+    }
+    start.elapsed()
+}
+
+fn cache(name: &str, mode: Mode) -> Cache {
+    Cache::builder(name, SIZE)
+        .mode(mode)
+        .policy(Policy::Panic)
+        .build()
+        .expect("cache")
+}
+
+fn pair(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pair");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("system", |b| {
+        b.iter_custom(|n| ring(&mut Global(System), n))
+    });
+    g.bench_function("mimalloc", |b| {
+        b.iter_custom(|n| ring(&mut Global(MiMalloc), n))
+    });
+    g.bench_function("slab", |b| {
+        b.iter_custom(|n| ring(&mut SlabCrate(slab::Slab::with_capacity(64)), n))
+    });
+    let prod = cache("bench.prod", Mode::empty());
+    g.bench_function("alloc-core", |b| {
+        b.iter_custom(|n| ring(&mut Skmem(&prod), n))
+    });
+    let audit = cache("bench.audit", Mode::AUDIT);
+    g.bench_function("alloc-core-audit", |b| {
+        b.iter_custom(|n| ring(&mut SkmemAudit(&audit), n))
+    });
+    let typed: TypedCache<[u8; SIZE]> = TypedCache::new("bench.typed").expect("cache");
+    g.bench_function("alloc-core-typed", |b| {
+        b.iter_custom(|n| {
+            let mut live: Vec<_> = (0..RING)
+                .map(|_| typed.alloc([0; SIZE]).expect("alloc"))
+                .collect();
+            let start = Instant::now();
+            let mut i = 0;
+            for _ in 0..n {
+                let mut h = typed.alloc([0; SIZE]).expect("alloc");
+                h[0] = 1;
+                drop(std::mem::replace(&mut live[i], h));
+                i = (i + 1) % RING;
+            }
+            start.elapsed()
+        })
+    });
+    g.finish();
+}
+
+fn batches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("system", |b| {
+        b.iter_custom(|n| batch(&mut Global(System), n))
+    });
+    g.bench_function("mimalloc", |b| {
+        b.iter_custom(|n| batch(&mut Global(MiMalloc), n))
+    });
+    g.bench_function("slab", |b| {
+        b.iter_custom(|n| batch(&mut SlabCrate(slab::Slab::with_capacity(BATCH)), n))
+    });
+    for (name, mode) in [
+        ("alloc-core", Mode::BATCH),
+        ("alloc-core-audit", Mode::BATCH | Mode::AUDIT),
+    ] {
+        let c = cache(&format!("bench.batch.{name}"), mode);
+        let audit = mode.contains(Mode::AUDIT);
+        g.bench_function(name, |b| {
+            b.iter_custom(|n| {
+                let mut v = Vec::with_capacity(BATCH);
+                let start = Instant::now();
+                for _ in 0..n {
+                    c.alloc_batch(BATCH, &mut v).expect("alloc");
+                    if audit {
+                        for p in v.drain(..) {
+                            c.try_free(p.as_ptr()).expect("free");
+                        }
+                    } else {
+                        // SAFETY: all allocated just above from `c`, freed once.
+                        unsafe { c.free_batch(&v).expect("free") };
+                        v.clear();
+                    }
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Object pointers handed to the consumer thread.
+struct Ptrs(Vec<NonNull<u8>>);
+// SAFETY: ownership of the objects moves to the consumer, which frees each once.
+unsafe impl Send for Ptrs {}
+
+/// Producer allocates `iters` objects in batches; a consumer thread frees them.
+fn xthread<A, F>(iters: u64, alloc: A, free: F) -> Duration
+where
+    A: Fn() -> NonNull<u8>,
+    F: Fn(NonNull<u8>) + Send + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel::<Ptrs>(4);
+    let consumer = std::thread::spawn(move || {
+        for b in rx {
+            for p in b.0 {
+                free(p);
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut left = iters;
+    while left > 0 {
+        let k = left.min(BATCH as u64) as usize;
+        let v: Vec<NonNull<u8>> = (0..k).map(|_| alloc()).collect();
+        tx.send(Ptrs(v)).expect("send");
+        left -= k as u64;
+    }
+    drop(tx);
+    consumer.join().expect("consumer");
+    start.elapsed()
+}
+
+fn cross_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("xthread");
+    g.throughput(Throughput::Elements(1));
+    let l = Layout::from_size_align(SIZE, 8).expect("layout");
+    g.bench_function("system", |b| {
+        b.iter_custom(|n| {
+            xthread(
+                n,
+                // SAFETY: non-zero-size layout.
+                || NonNull::new(unsafe { System.alloc(l) }).expect("oom"),
+                // SAFETY: allocated by System with `l`, freed once.
+                move |p| unsafe { System.dealloc(p.as_ptr(), l) },
+            )
+        })
+    });
+    g.bench_function("mimalloc", |b| {
+        b.iter_custom(|n| {
+            xthread(
+                n,
+                // SAFETY: non-zero-size layout.
+                || NonNull::new(unsafe { MiMalloc.alloc(l) }).expect("oom"),
+                // SAFETY: allocated by MiMalloc with `l`, freed once.
+                move |p| unsafe { MiMalloc.dealloc(p.as_ptr(), l) },
+            )
+        })
+    });
+    // The slab crate is single-threaded: share it behind a mutex, keys as "pointers".
+    g.bench_function("slab-mutex", |b| {
+        b.iter_custom(|n| {
+            let s = Arc::new(Mutex::new(slab::Slab::<[u8; SIZE]>::with_capacity(256)));
+            let s2 = s.clone();
+            xthread(
+                n,
+                move || {
+                    let k = s.lock().expect("lock").insert([0; SIZE]);
+                    NonNull::new(std::ptr::without_provenance_mut(k + 1)).expect("key")
+                },
+                move |p| {
+                    black_box(s2.lock().expect("lock").remove(p.as_ptr().addr() - 1));
+                },
+            )
+        })
+    });
+    for (name, mode) in [
+        ("alloc-core", Mode::empty()),
+        ("alloc-core-audit", Mode::AUDIT),
+    ] {
+        let cache = Arc::new(cache(&format!("bench.x.{name}"), mode));
+        let audit = mode.contains(Mode::AUDIT);
+        g.bench_function(name, |b| {
+            b.iter_custom(|n| {
+                let (a, f) = (cache.clone(), cache.clone());
+                xthread(
+                    n,
+                    move || a.alloc().expect("alloc"),
+                    move |p| {
+                        if audit {
+                            f.try_free(p.as_ptr()).expect("free");
+                        } else {
+                            // SAFETY: allocated by the producer from this cache, freed once.
+                            unsafe { f.free(p).expect("free") }
+                        }
+                    },
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pair, batches, cross_thread);
+criterion_main!(benches);

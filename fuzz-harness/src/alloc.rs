@@ -97,15 +97,6 @@ impl Misuse {
     }
 }
 
-/// Whether known bugs of the crates under test (`fuzz/known-bugs/README.md`) make the
-/// oracle fire (`FLOWSLAB_FUZZ_KNOWN_BUGS=fail`) instead of being tolerated (default, so
-/// the smoke run and the replay test stay green until they are fixed).
-pub fn known_bugs_fail() -> bool {
-    static FAIL: OnceLock<bool> = OnceLock::new();
-    *FAIL
-        .get_or_init(|| std::env::var("FLOWSLAB_FUZZ_KNOWN_BUGS").is_ok_and(|v| v.trim() == "fail"))
-}
-
 /// The harness body of `alloc_ops` (stop kind from the environment).
 pub fn run(data: &[u8]) {
     run_with(Misuse::from_env(), data);
@@ -436,7 +427,7 @@ impl Harness {
                     reps.len()
                 );
                 let suspects = pending_before + self.caches[c].swallowed.len();
-                if reps.is_empty() && suspects > 0 && !known_bugs_fail() {
+                if reps.is_empty() && suspects > 0 && !crate::known_bugs_fail() {
                     // Known alloc-core bug (fuzz/known-bugs/README.md, KB-1): the batch
                     // swallowed the mcache_audit report of one pending object, which went
                     // back to the slab layer re-poisoned. Which one is not observable, so

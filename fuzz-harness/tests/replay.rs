@@ -41,7 +41,7 @@ fn replay_corpora_and_artifacts() {
             "fuzz/corpus/{name} is empty: every target needs committed seeds"
         );
         let artifacts = files(&root.join("artifacts").join(name));
-        // Known bugs of other crates: the harness tolerates them by default.
+        // Known bugs of other crates: the harness tolerates (or skips) them by default.
         let known = files(&root.join("known-bugs").join(name));
         for p in corpus.iter().chain(&artifacts).chain(&known) {
             let data = std::fs::read(p).unwrap();

@@ -562,7 +562,15 @@ fn audit_invalid_frees() {
 
 #[test]
 fn audit_write_after_free_caught_at_next_handout() {
-    let c = audit("t.uaf");
+    let c = Cache::builder("t.uaf", 64)
+        .mode(Mode::AUDIT)
+        .policy(Policy::Report)
+        .audit_options(AuditOptions {
+            uninit_fill: true,
+            ..AuditOptions::default()
+        })
+        .build()
+        .unwrap();
     let p = c.alloc().unwrap();
     // SAFETY: fresh object of 64 bytes.
     let first = unsafe { p.as_ptr().cast::<u64>().read() };
