@@ -784,3 +784,105 @@ fn batch_hook_output_dir_and_json() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("nope"));
 }
+
+#[test]
+fn ips_panic_string_is_rewritten_and_stays_json() {
+    let Some(fx) = Fixture::new() else { return };
+    let kext: u64 = 0xffff_fe00_1666_4000;
+    let panic = format!(
+        "panic(cpu 0 caller 0xfffffe001555a000): nke: bad packet @nke.c:10\n\
+Panicked task 0xfffffe1b4d5c8000: 0 pages, 612 threads: pid 0: kernel_task\n\
+Panicked thread: 0xfffffe1b4d6e0000, backtrace: 0xfffffe8a35b2f520, tid: 1894\n\
+\t\t  lr: {x:#018x}  fp: 0xfffffe8a35b2f5a0\n\
+\t\t  lr: 0xfffffe001555a000  fp: 0x0000000000000000\n\
+      Kernel Extensions in backtrace:\n\
+         com.example.nke(1.0)[{uuid}]@{kext:#x}->{kend:#x}\n",
+        x = kext + fx.ret,
+        kend = kext + 0x4fff,
+        uuid = fx.build_id,
+    );
+    let body = serde_json::json!({ "panicString": panic, "build": "macOS 26.3 (25D2128)", "product": "Mac17,2" });
+    let input = format!(
+        "{{\"bug_type\":\"210\",\"timestamp\":\"2026-03-30 14:11:23.00 +0300\",\"os_version\":\"macOS 26.3 (25D2128)\"}}\n{}\n",
+        serde_json::to_string_pretty(&body).unwrap()
+    );
+    let path = fx.write("kext.ips", &input);
+    let out = crashlog(&["symbolicate", "--symbols"], &[&fx.bin, &path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (header, body) = text.split_once('\n').unwrap();
+    assert_eq!(header, input.lines().next().unwrap());
+    let v: serde_json::Value = serde_json::from_str(body).expect("valid JSON");
+    let new_panic = v["panicString"].as_str().unwrap();
+    let want = format!(
+        "\t\t  lr: {:#018x}  fp: 0xfffffe8a35b2f5a0  main + {} (tunnel.c:{})",
+        kext + fx.ret,
+        fx.ret - fx.main,
+        line_of("L_MAIN_CALL")
+    );
+    assert_eq!(new_panic.lines().nth(3), Some(want.as_str()));
+    // The kernel frame (no kernel binary given) and every other line are unchanged.
+    let old: Vec<&str> = panic.lines().collect();
+    let new: Vec<&str> = new_panic.lines().collect();
+    assert_eq!(old.len(), new.len());
+    for (i, (a, b)) in old.iter().zip(&new).enumerate() {
+        if i != 3 {
+            assert_eq!(a, b);
+        }
+    }
+    assert_eq!(v["product"], "Mac17,2");
+}
+
+/// With no matching symbols, every report of the test corpus comes back byte for byte,
+/// and truncated copies never make the rewrite panic.
+#[test]
+fn reports_without_matching_symbols_come_back_unchanged() {
+    let store = SymbolStore::new();
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        match crashlog::symbolicate::rewrite(&bytes, &store) {
+            Ok(r) => {
+                assert_eq!(
+                    String::from_utf8_lossy(&r.bytes),
+                    String::from_utf8_lossy(&bytes),
+                    "{}",
+                    path.display()
+                );
+                assert_eq!(r.outcome.symbolicated, 0);
+                checked += 1;
+            }
+            Err(e) => {
+                // Logs and deliberately broken files.
+                assert!(
+                    matches!(
+                        e.name(),
+                        "unsupported"
+                            | "invalid_json"
+                            | "malformed"
+                            | "unrecognized"
+                            | "empty"
+                            | "wrong_format"
+                    ),
+                    "{}: {e}",
+                    path.display()
+                );
+            }
+        }
+        for cut in [
+            bytes.len() / 3,
+            bytes.len() / 2,
+            bytes.len().saturating_sub(7),
+        ] {
+            let _ = crashlog::symbolicate::rewrite(&bytes[..cut], &store);
+        }
+    }
+    assert!(checked >= 15, "only {checked} reports rewritten");
+}
