@@ -550,7 +550,7 @@ fn ips_stays_valid_json_with_apple_keys_and_inline_frames() {
 }
 
 #[test]
-fn wrong_uuid_and_stripped_binary_leave_frames_and_say_why_once() {
+fn wrong_uuid_stripped_binary_and_corrupt_dwarf_leave_frames_and_say_why_once() {
     let Some(fx) = Fixture::new() else { return };
     // Wrong UUID: same name, another build.
     let wrong = fx.crash_text("00112233445566778899aabbccddeeff00112233");
@@ -586,6 +586,26 @@ fn wrong_uuid_and_stripped_binary_leave_frames_and_say_why_once() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.matches("[stripped_binary]").count(), 1, "{err}");
     assert!(err.contains(&stripped.display().to_string()), "{err}");
+
+    // Corrupt DWARF: .debug_info replaced by a unit of an unknown DWARF version.
+    let corrupt_dir = fx.path("corrupt");
+    std::fs::create_dir(&corrupt_dir).unwrap();
+    let junk = fx.path("junk.bin");
+    std::fs::write(&junk, [7u8, 0, 0, 0, 0xff, 0x7f, 0, 0, 0, 0, 8]).unwrap();
+    let corrupt = corrupt_dir.join("tunnel");
+    tool(
+        Command::new("objcopy")
+            .arg(format!("--update-section=.debug_info={}", junk.display()))
+            .arg(&fx.bin)
+            .arg(&corrupt),
+    );
+    let out = crashlog(&["symbolicate", "--symbols"], &[&corrupt_dir, &path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), good);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.matches("[corrupt_dwarf]").count(), 1, "{err}");
+    assert!(err.contains(&corrupt.display().to_string()), "{err}");
+    assert!(err.contains(".debug_info at offset 0x0"), "{err}");
 
     // The library reports the same, once, and leaves the model as parsed.
     let store = SymbolStore::from_paths([&stripped]).unwrap();
@@ -752,6 +772,37 @@ fn batch_hook_output_dir_and_json() {
     // --output DIR: one file per input, same names; --json: the model.
     let a = fx.write("a.crash", &fx.crash_text(&fx.build_id));
     let b = fx.write("b.ips", &fx.ips());
+
+    // The same through load_paths + symbolicate_loaded: outcomes per file, in order.
+    let w = fx.write(
+        "w.crash",
+        &fx.crash_text("00112233445566778899aabbccddeeff00112233"),
+    );
+    let mut loaded = crashlog::load::load_paths(
+        &[a.clone(), b.clone(), w.clone(), fx.path("missing.crash")],
+        &crashlog::load::LoadOptions::default(),
+    );
+    let outcomes = crashlog::symbolicate::symbolicate_loaded(&mut loaded, &store);
+    assert_eq!(outcomes.len(), loaded.len());
+    for ((path, outcome), l) in outcomes.iter().zip(&loaded) {
+        assert_eq!(path, &l.path);
+        if path == &a || path == &b {
+            assert_eq!(outcome.symbolicated, 2);
+            let r = &l.result.as_ref().unwrap()[0];
+            assert_eq!(crashed_frames(r)[..4], first[..4]);
+        } else if path == &w {
+            assert_eq!(outcome.symbolicated, 0);
+            assert_eq!(outcome.problems.len(), 1);
+            assert_eq!(outcome.problems[0].error.name(), "uuid_mismatch");
+        } else {
+            assert!(l.result.is_err());
+        }
+    }
+    assert_eq!(
+        store.objects_parsed(),
+        1,
+        "still one parse for the whole run"
+    );
     let dir = fx.path("out");
     let out = crashlog(
         &[

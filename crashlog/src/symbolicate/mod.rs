@@ -86,12 +86,10 @@ impl SymbolicationOutcome {
     }
 
     pub(crate) fn push_problem(&mut self, p: ImageProblem) {
-        let dup = self.problems.iter().any(|q| {
-            q.image == p.image
-                && q.error.name() == p.error.name()
-                && (p.error.name() == "address_not_found"
-                    || q.error.to_string() == p.error.to_string())
-        });
+        let dup = self
+            .problems
+            .iter()
+            .any(|q| q.image == p.image && q.error.name() == p.error.name());
         if !dup {
             self.problems.push(p);
         }
@@ -147,6 +145,40 @@ pub fn symbolicate_reports(reports: &mut [Report], store: &SymbolStore) -> Symbo
             a.merge(b);
             a
         })
+}
+
+/// The triage hook for [`crate::load::load_paths`] output: symbolicate every report of
+/// every file that loaded (in parallel, one shared store), and return each file's outcome
+/// (in the same order) so that problems can be printed per file with
+/// [`SymbolicationOutcome::write_problems`]. Files that failed to load are skipped.
+///
+/// ```no_run
+/// use crashlog::load::{LoadOptions, load_paths};
+/// use crashlog::symbolicate::symbolicate_loaded;
+///
+/// let store = crashlog_symbols::SymbolStore::from_paths(["build/"]).unwrap();
+/// let mut loaded = load_paths(&["reports/".into()], &LoadOptions::default());
+/// for (path, outcome) in symbolicate_loaded(&mut loaded, &store) {
+///     outcome.write_problems(&mut std::io::stderr(), &path.display().to_string()).unwrap();
+/// }
+/// // … then signatures and clusters from `loaded`.
+/// ```
+pub fn symbolicate_loaded(
+    loaded: &mut [crate::load::Loaded],
+    store: &SymbolStore,
+) -> Vec<(std::path::PathBuf, SymbolicationOutcome)> {
+    loaded
+        .par_iter_mut()
+        .map(|l| {
+            let mut outcome = SymbolicationOutcome::default();
+            if let Ok(reports) = l.result.as_mut() {
+                for r in reports.iter_mut().filter(|r| r.kind != ReportKind::Log) {
+                    outcome.merge(symbolicate_report(r, store));
+                }
+            }
+            (l.path.clone(), outcome)
+        })
+        .collect()
 }
 
 fn symbolicate_thread(
