@@ -937,3 +937,40 @@ fn reports_without_matching_symbols_come_back_unchanged() {
     }
     assert!(checked >= 15, "only {checked} reports rewritten");
 }
+
+/// A stack pasted without binary images has no UUID: the image is matched by name (and
+/// the report's arch when it states one); a binary of another name is not used, silently.
+#[test]
+fn pasted_stack_without_uuid_matches_by_name() {
+    let Some(fx) = Fixture::new() else { return };
+    let paste = format!(
+        "Crash seen in the field, from the forum:\n\
+0   tunnel                        {:#018x} {LOAD:#x} + {}\n\
+1   tunnel                        {:#018x} {LOAD:#x} + {}\n\
+thanks\n",
+        LOAD + fx.pc,
+        fx.pc,
+        LOAD + fx.ret,
+        fx.ret
+    );
+    let path = fx.write("paste.txt", &paste);
+    let out = crashlog(&["symbolicate", "--symbols"], &[&fx.bin, &path]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let r = parse_one(text.as_bytes());
+    let symbols: Vec<&str> = r.threads[0]
+        .frames
+        .iter()
+        .map(|f| f.symbol.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(symbols, ["fold16", "checksum", "handle_packet", "main"]);
+    assert!(text.starts_with("Crash seen in the field, from the forum:\n"));
+    assert!(text.ends_with("\nthanks\n"));
+
+    // Another name: nothing matches, nothing is printed about it, the paste is unchanged.
+    let other = fx.path("other");
+    std::fs::copy(&fx.bin, &other).unwrap();
+    let out = crashlog(&["symbolicate", "--symbols"], &[&other, &path]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), paste);
+    assert!(!String::from_utf8(out.stderr).unwrap().contains("warning"));
+}
