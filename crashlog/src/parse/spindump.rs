@@ -293,7 +293,8 @@ pub(crate) fn parse_spindump(text: &str, first_line: u64) -> Result<Report, Pars
             .iter()
             .filter(|n| nodes.first().is_some_and(|f| n.indent == f.indent))
             .map(|n| n.samples)
-            .sum::<u64>();
+            // Counts come from the input: saturate rather than overflow on hostile totals.
+            .fold(0u64, u64::saturating_add);
         if heaviest.is_none_or(|(s, _)| total > s) {
             heaviest = Some((total, th.index));
         }
@@ -369,6 +370,17 @@ mod tests {
         assert_eq!(n.frame.image.as_deref(), Some("Network"));
         assert_eq!(n.frame.image_offset, Some(123));
         assert!(node("Thread 0x1").is_none());
+    }
+
+    /// Fuzz finding KB-2 (crashlog_parse_spindump): sample counts whose sum overflows u64
+    /// must not panic; the total saturates.
+    #[test]
+    fn sample_counts_that_overflow_when_summed_do_not_panic() {
+        let text = "Analysis of sampling \n1 Thread_\n18446741876867006464,\n8446741876867\0";
+        let _ = parse_spindump(text, 1);
+        let text = "Call graph:\n    18446744073709551615 Thread_1\n    + 18446744073709551615 a  (in X) + 1  [0x2]\n    18446744073709551615 Thread_2\n    + 18446744073709551615 b  (in X) + 1  [0x3]\n    18446744073709551615 c  (in X) + 1  [0x4]\n";
+        let r = parse_spindump(text, 1).unwrap();
+        assert!(!r.threads.is_empty());
     }
 
     #[test]
