@@ -974,3 +974,48 @@ thanks\n",
     assert_eq!(String::from_utf8(out.stdout).unwrap(), paste);
     assert!(!String::from_utf8(out.stderr).unwrap().contains("warning"));
 }
+
+/// Console's "Translated Report (Full Report Below)": both the translated text and the
+/// full `.ips` after it are symbolicated; the result still reads as that wrapper.
+#[test]
+fn translated_report_rewrites_the_text_and_the_full_report() {
+    let Some(fx) = Fixture::new() else { return };
+    let input = format!(
+        "-------------------------------------\n\
+Translated Report (Full Report Below)\n\
+-------------------------------------\n\
+\n{}\n\
+-----------\n\
+Full Report\n\
+-----------\n\
+\n{}",
+        fx.crash_text(&fx.build_id),
+        fx.ips()
+    );
+    let path = fx.write("translated.ips", &input);
+    let out = crashlog(&["symbolicate", "--symbols"], &[&fx.bin, &path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let split = text.find("\nFull Report\n").unwrap();
+    let (head, full) = text.split_at(split);
+    assert!(head.contains(&format!(
+        "{:#018x} handle_packet + {}",
+        LOAD + fx.pc,
+        fx.pc - fx.handle_packet
+    )));
+    let json_start = full.find('{').unwrap();
+    let (header, body) = full[json_start..].split_once('\n').unwrap();
+    serde_json::from_str::<serde_json::Value>(header).unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["threads"][0]["frames"][2]["symbol"], "handle_packet");
+    let r = parse_one(text.as_bytes());
+    assert_eq!(r.format, crashlog::SourceFormat::TranslatedReport);
+    let mut want = fx.expected_chain();
+    want.push(("start".into(), "".into(), 0, false));
+    assert_eq!(crashed_frames(&r), want);
+}

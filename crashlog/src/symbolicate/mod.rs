@@ -304,11 +304,48 @@ pub fn rewrite(bytes: &[u8], store: &SymbolStore) -> Result<Rewritten, crate::er
     use crate::model::SourceFormat as F;
     match first.format {
         F::IpsCrash | F::IpsPanic => ips::rewrite(bytes, first, store),
+        F::TranslatedReport => Ok(translated(bytes, &reports, store)),
         _ => {
             let text = String::from_utf8_lossy(bytes);
             Ok(text::rewrite(&text, &reports, store))
         }
     }
+}
+
+/// Console's "Translated Report (Full Report Below)": the translated text's frame lines
+/// and the full `.ips` after `Full Report` are both rewritten (counts from the text part;
+/// problems from both, once).
+fn translated(bytes: &[u8], reports: &[Report], store: &SymbolStore) -> Rewritten {
+    let text = String::from_utf8_lossy(bytes);
+    let json_start = text.find("\nFull Report").and_then(|at| {
+        let mut pos = at + 1;
+        for line in text.get(at + 1..)?.split_inclusive('\n') {
+            if line.trim_start().starts_with('{') {
+                return Some(pos);
+            }
+            pos += line.len();
+        }
+        None
+    });
+    let Some(split) = json_start else {
+        return text::rewrite(&text, reports, store);
+    };
+    let (head, full) = text.split_at(split);
+    let mut done = text::rewrite(head, reports, store);
+    let Some(first) = reports.iter().find(|r| r.kind != ReportKind::Log) else {
+        done.bytes.extend_from_slice(full.as_bytes());
+        return done;
+    };
+    match ips::rewrite(full.as_bytes(), first, store) {
+        Ok(json) => {
+            done.bytes.extend_from_slice(&json.bytes);
+            for p in json.outcome.problems {
+                done.outcome.push_problem(p);
+            }
+        }
+        Err(_) => done.bytes.extend_from_slice(full.as_bytes()),
+    }
+    done
 }
 
 /// One `atos` answer: the address and its lines (innermost first), or why not.
