@@ -289,8 +289,9 @@ pub(crate) fn unsupported(what: impl Into<String>) -> crate::error::ParseError {
 }
 
 /// Rewrite a report's original bytes with its frames symbolicated, keeping its layout:
-/// text reports (`.crash`, bug_type 109, translated reports, panics, pasted stacks) have
-/// only their frame lines rewritten; `.ips` crash reports keep their JSON text except
+/// text reports (`.crash`, bug_type 109, panics, pasted stacks) have only their frame
+/// lines rewritten; Console's translated reports have their text and their full `.ips`
+/// rewritten; `.ips` crash reports keep their JSON text except
 /// for the frames, which get `symbol`, `symbolLocation`, `sourceFile`, `sourceLine`, and
 /// inlined frames inserted with `"inline" : true`; `.ips` panics get their panic string's
 /// backtrace lines rewritten.

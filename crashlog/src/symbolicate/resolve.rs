@@ -111,8 +111,10 @@ impl<'s> Resolver<'s> {
                 _ => false,
             })
         };
+        let named = by_name.is_some();
         if let Some(img) = by_name.or_else(by_range) {
-            if site.image.is_none() {
+            if site.image.is_none() || !named {
+                // Frame columns truncate long names; the image list has the full one.
                 site.image.clone_from(&img.name);
             }
             if site.uuid.is_none() {
