@@ -33,8 +33,10 @@ pub(crate) struct AuditBc {
     pub(crate) state: AtomicU8,
     alloc_thread: AtomicU64,
     alloc_ms: AtomicU64,
+    alloc_seq: AtomicU64,
     free_thread: AtomicU64,
     free_ms: AtomicU64,
+    free_seq: AtomicU64,
 }
 
 /// Backtraces of one object's last alloc and free (only with `AuditOptions::backtraces`).
@@ -60,8 +62,10 @@ impl AuditSlab {
                 state: AtomicU8::new(SLAB_FREE),
                 alloc_thread: AtomicU64::new(0),
                 alloc_ms: AtomicU64::new(0),
+                alloc_seq: AtomicU64::new(0),
                 free_thread: AtomicU64::new(0),
                 free_ms: AtomicU64::new(0),
+                free_seq: AtomicU64::new(0),
             })
             .collect();
         let stacks = if backtraces {
@@ -76,20 +80,20 @@ impl AuditSlab {
         }
     }
 
-    /// Records a transaction on object `idx`.
+    /// Records a transaction on object `idx`: thread, the thread's transaction sequence
+    /// number, and (if `timestamps`) the coarse-clock milliseconds.
     #[inline(always)]
-    pub(crate) fn record(&self, idx: usize, kind: TxnKind, thread: u64) {
+    pub(crate) fn record(&self, idx: usize, kind: TxnKind, timestamps: bool) {
         let Some(bc) = self.bc.get(idx) else { return };
-        let ms = uptime_ms();
-        match kind {
-            TxnKind::Alloc => {
-                bc.alloc_thread.store(thread, Ordering::Relaxed);
-                bc.alloc_ms.store(ms, Ordering::Relaxed);
-            }
-            TxnKind::Free => {
-                bc.free_thread.store(thread, Ordering::Relaxed);
-                bc.free_ms.store(ms, Ordering::Relaxed);
-            }
+        let (thread, seq) = crate::cpu::next_txn();
+        let (t, s, m) = match kind {
+            TxnKind::Alloc => (&bc.alloc_thread, &bc.alloc_seq, &bc.alloc_ms),
+            TxnKind::Free => (&bc.free_thread, &bc.free_seq, &bc.free_ms),
+        };
+        t.store(thread, Ordering::Relaxed);
+        s.store(seq, Ordering::Relaxed);
+        if timestamps {
+            m.store(uptime_ms(), Ordering::Relaxed);
         }
         if !self.stacks.is_empty() {
             self.record_stack(idx, kind);
@@ -122,18 +126,31 @@ impl AuditSlab {
             },
             None => (None, None),
         };
-        let mk = |kind, thread: &AtomicU64, ms: &AtomicU64, bt| {
+        let mk = |kind, thread: &AtomicU64, seq: &AtomicU64, ms: &AtomicU64, bt| {
             let thread = thread.load(Ordering::Relaxed);
             (thread != 0).then(|| Transaction {
                 kind,
                 thread,
+                seq: seq.load(Ordering::Relaxed),
                 timestamp_ms: ms.load(Ordering::Relaxed),
                 backtrace: bt,
             })
         };
         (
-            mk(TxnKind::Alloc, &bc.alloc_thread, &bc.alloc_ms, sa),
-            mk(TxnKind::Free, &bc.free_thread, &bc.free_ms, sf),
+            mk(
+                TxnKind::Alloc,
+                &bc.alloc_thread,
+                &bc.alloc_seq,
+                &bc.alloc_ms,
+                sa,
+            ),
+            mk(
+                TxnKind::Free,
+                &bc.free_thread,
+                &bc.free_seq,
+                &bc.free_ms,
+                sf,
+            ),
         )
     }
 }

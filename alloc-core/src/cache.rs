@@ -131,6 +131,33 @@ impl Inner {
         }
     }
 
+    /// `skmem_slab_batch_alloc`: up to `n` objects in as few slab-lock holds as possible.
+    fn slab_alloc_batch(&self, n: usize, out: &mut Vec<NonNull<u8>>) {
+        let mut s = lock(&self.slab);
+        let mut left = n;
+        while left > 0 {
+            if let Some(o) = s.alloc() {
+                if let Some(p) = NonNull::new(o.ptr) {
+                    out.push(p);
+                }
+                left -= 1;
+                continue;
+            }
+            drop(s);
+            let mem = SlabMem::new(&self.geo);
+            s = lock(&self.slab);
+            let Some(mem) = mem else {
+                s.c.sl_alloc_fail += 1;
+                return;
+            };
+            if let Some((base, a)) = s.add_slab(mem)
+                && let Some(r) = &self.radix
+            {
+                r.set(base, a.0.as_ptr());
+            }
+        }
+    }
+
     /// `skmem_slab_free`: returns the object at `addr` to its slab. `Err` (report raised per
     /// policy and handed back) if the address is not allocated.
     fn slab_free(&self, addr: usize) -> Result<(), Box<Report>> {
@@ -455,6 +482,31 @@ impl Inner {
         Some((a, base.wrapping_add(off), off >> self.chunk_shift))
     }
 
+    /// [`Self::locate_fast`] behind the thread cache's one-entry slab cache.
+    #[inline(always)]
+    fn locate_cached(
+        &self,
+        o: &mut CpuOwned,
+        addr: usize,
+    ) -> Option<(&crate::audit::AuditSlab, *mut u8, usize)> {
+        if !o.last_audit.is_null() {
+            // SAFETY: `last_audit` was taken from this cache's radix map; audit tables are
+            // type-stable until the cache is dropped, and `&self` keeps it alive.
+            let a = unsafe { &*o.last_audit };
+            let off = addr.wrapping_sub(o.last_base);
+            if off < self.span && off & self.chunk_mask == 0 {
+                let base = a.base.load(Ordering::Acquire);
+                if base.addr() == o.last_base && !base.is_null() {
+                    return Some((a, base.wrapping_add(off), off >> self.chunk_shift));
+                }
+            }
+        }
+        let (a, p, idx) = self.locate_fast(addr)?;
+        o.last_audit = std::ptr::from_ref(a);
+        o.last_base = p.addr() - (idx << self.chunk_shift);
+        Some((a, p, idx))
+    }
+
     /// Finds the audit table and our (provenance-carrying) pointer for the object at `addr`:
     /// radix first, then the locked slab list. `Err` with the reason if it is not one of ours.
     fn audit_locate(&self, addr: usize) -> Result<(AuditPtr, *mut u8, usize), InvalidReason> {
@@ -512,27 +564,27 @@ impl Inner {
     /// Audit checks of a free: validity and state (`IN_USE`/`TYPED` → `CACHED`), then the
     /// destructor, poison and the transaction record. Returns our pointer to the object.
     #[inline(always)]
-    fn audit_free(&self, addr: usize, typed: bool, thread: u64) -> Result<*mut u8, Box<Report>> {
+    fn audit_free(&self, addr: usize, typed: bool) -> Result<*mut u8, Box<Report>> {
         let expect = if typed { TYPED } else { IN_USE };
         let Some((a, p, idx)) = self.locate_fast(addr) else {
-            return self.audit_free_cold(addr, typed, thread);
+            return self.audit_free_cold(addr, typed);
         };
         let Some(bc) = a.bc.get(idx) else {
-            return self.audit_free_cold(addr, typed, thread);
+            return self.audit_free_cold(addr, typed);
         };
         if bc
             .state
             .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return self.audit_free_cold(addr, typed, thread);
+            return self.audit_free_cold(addr, typed);
         }
-        self.audit_free_tail(a, p, idx, thread);
+        self.audit_free_tail(a, p, idx);
         Ok(p)
     }
 
     #[inline(always)]
-    fn audit_free_tail(&self, a: &crate::audit::AuditSlab, p: *mut u8, idx: usize, thread: u64) {
+    fn audit_free_tail(&self, a: &crate::audit::AuditSlab, p: *mut u8, idx: usize) {
         if self.dtor.is_some() {
             self.destruct(p);
         }
@@ -543,19 +595,14 @@ impl Inner {
             unsafe { audit::fill(p, self.geo.chunksize, FREE_PATTERN) };
         }
         if self.audit_opts.transactions {
-            a.record(idx, TxnKind::Free, thread);
+            a.record(idx, TxnKind::Free, self.audit_opts.timestamps);
         }
     }
 
     /// The full free check, for anything the fast path did not accept (misuse, radix miss).
     #[cold]
     #[inline(never)]
-    fn audit_free_cold(
-        &self,
-        addr: usize,
-        typed: bool,
-        thread: u64,
-    ) -> Result<*mut u8, Box<Report>> {
+    fn audit_free_cold(&self, addr: usize, typed: bool) -> Result<*mut u8, Box<Report>> {
         let (a, p, idx) = self
             .audit_locate(addr)
             .map_err(|why| self.audit_report(ReportKind::InvalidFree(why), addr, None))?;
@@ -573,7 +620,7 @@ impl Inner {
             };
             return Err(self.audit_report(kind, addr, Some((a, idx))));
         }
-        self.audit_free_tail(a.get(), p, idx, thread);
+        self.audit_free_tail(a.get(), p, idx);
         Ok(p)
     }
 
@@ -605,12 +652,7 @@ impl Inner {
     /// constructor run, state set, transaction recorded. On damage the object is re-poisoned
     /// and returned to the slab layer, and the report is handed back.
     #[inline(always)]
-    pub(crate) fn audit_alloc(
-        &self,
-        p: *mut u8,
-        typed: bool,
-        thread: u64,
-    ) -> Result<(), AllocError> {
+    pub(crate) fn audit_alloc(&self, p: *mut u8, typed: bool) -> Result<(), AllocError> {
         if self.audit_opts.poison {
             // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned chunk of a
             // live slab that no client owns.
@@ -631,14 +673,15 @@ impl Inner {
                 bc.state.store(state, Ordering::Release);
             }
             if self.audit_opts.transactions {
-                a.record(i, TxnKind::Alloc, thread);
+                a.record(i, TxnKind::Alloc, self.audit_opts.timestamps);
             }
         } else if let Ok((a, _, i)) = self.audit_locate(p.addr()) {
             if let Some(bc) = a.get().bc.get(i) {
                 bc.state.store(state, Ordering::Release);
             }
             if self.audit_opts.transactions {
-                a.get().record(i, TxnKind::Alloc, thread);
+                a.get()
+                    .record(i, TxnKind::Alloc, self.audit_opts.timestamps);
             }
         }
         Ok(())
@@ -667,7 +710,6 @@ impl Inner {
 
     /// The full allocation path (everything but the inlined magazine hit).
     pub(crate) fn alloc_slow(self: &Arc<Self>, typed: bool) -> Result<NonNull<u8>, AllocError> {
-        let thread = cpu::current_thread();
         let from_mag = loop {
             let r = self.with_slot(|inner, o, slot| inner.cpu_alloc(o, slot));
             match r {
@@ -688,11 +730,23 @@ impl Inner {
             }
         };
         if self.audit {
-            self.audit_alloc(p, typed, thread)?;
+            self.audit_alloc(p, typed)?;
         }
         NonNull::new(p).ok_or_else(|| AllocError::OutOfMemory {
             cache: self.name.clone(),
         })
+    }
+
+    /// One object from the magazine layer (swap, depot), or `None` when it would have to
+    /// come from the slab layer.
+    fn mag_alloc_one(self: &Arc<Self>) -> Option<NonNull<u8>> {
+        loop {
+            match self.with_slot(|inner, o, slot| inner.cpu_alloc(o, slot))? {
+                Mg::Done(p) => return NonNull::new(p),
+                Mg::Flush(mags) => self.destroy_mags(mags),
+                Mg::Slab | Mg::NeedMag(..) => return None,
+            }
+        }
     }
 
     /// The full free path for an object already validated (audit) or trusted (production):
@@ -1015,9 +1069,19 @@ impl Cache {
     /// AUDIT allocation: magazine pop (or slow path), then the audit checks.
     #[inline(never)]
     fn alloc_audit(&self, typed: bool) -> Result<NonNull<u8>, AllocError> {
+        match self.alloc_audit_fast(typed) {
+            Ok(Some(p)) => return Ok(p),
+            Ok(None) => {}
+            Err(p) => {
+                // Popped, but damaged or outside the radix: the full audit path decides.
+                self.inner.audit_alloc(p, typed)?;
+                return NonNull::new(p).ok_or_else(|| AllocError::OutOfMemory {
+                    cache: self.inner.name.clone(),
+                });
+            }
+        }
         if let Some(p) = self.fast_pop() {
-            self.inner
-                .audit_alloc(p.as_ptr(), typed, cpu::current_thread())?;
+            self.inner.audit_alloc(p.as_ptr(), typed)?;
             return Ok(p);
         }
         self.inner.alloc_slow(typed)
@@ -1080,11 +1144,112 @@ impl Cache {
         })
     }
 
+    /// AUDIT free done entirely on this thread's cache: locate (slab cache, radix), state
+    /// compare-exchange, poison, record, push. `None` when anything needs the full path (a
+    /// destructor to run, a full magazine, a stale generation, misuse).
+    #[inline(always)]
+    fn free_audit_fast(&self, addr: usize, typed: bool) -> Option<()> {
+        let inner = &*self.inner;
+        if inner.dtor.is_some() {
+            return None;
+        }
+        let expect = if typed { TYPED } else { IN_USE };
+        let generation = inner.generation.load(Ordering::Relaxed);
+        cpu::fast_slot(self.id, |slot| {
+            if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
+                return None;
+            }
+            slot.own.with_mut(|o| {
+                // SAFETY: this thread's own slot; no user code runs in here.
+                let o = unsafe { &mut *o };
+                if o.generation != generation || (o.rounds as u32) >= (o.magsize as u32) {
+                    return None;
+                }
+                let (a, p, idx) = inner.locate_cached(o, addr)?;
+                a.bc.get(idx)?
+                    .state
+                    .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
+                    .ok()?;
+                inner.audit_free_tail(a, p, idx);
+                let r = o.rounds;
+                if let Some(round) = o.loaded.as_mut().and_then(|m| m.round.get_mut(r as usize)) {
+                    *round = p;
+                    o.rounds = r + 1;
+                    o.free += 1;
+                    slot.rounds.store(r + 1, Ordering::Relaxed);
+                    return Some(());
+                }
+                // Unreachable in practice (rounds < magsize implies a loaded magazine);
+                // undo the state change so the full path sees the object as it was.
+                if let Some(bc) = a.bc.get(idx) {
+                    bc.state.store(expect, Ordering::Release);
+                }
+                None
+            })
+        })
+    }
+
+    /// AUDIT allocation done on this thread's cache when there is no constructor: pop,
+    /// verify poison, set state, record. `Err(p)` hands back a popped object whose poison
+    /// was damaged (the caller reports it); `Ok(None)` means "take the full path".
+    #[inline(always)]
+    fn alloc_audit_fast(&self, typed: bool) -> Result<Option<NonNull<u8>>, *mut u8> {
+        let inner = &*self.inner;
+        if inner.ctor.is_some() || inner.audit_opts.uninit_fill {
+            return Ok(None);
+        }
+        let state = if typed { TYPED } else { IN_USE };
+        let generation = inner.generation.load(Ordering::Relaxed);
+        cpu::fast_slot(self.id, |slot| {
+            if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
+                return None;
+            }
+            Some(slot.own.with_mut(|o| {
+                // SAFETY: this thread's own slot; no user code runs in here.
+                let o = unsafe { &mut *o };
+                if o.rounds <= 0 || o.generation != generation {
+                    return Ok(None);
+                }
+                let r = o.rounds - 1;
+                let Some(&p) = o.loaded.as_ref().and_then(|m| m.round.get(r as usize)) else {
+                    return Ok(None);
+                };
+                o.rounds = r;
+                o.alloc += 1;
+                slot.rounds.store(r, Ordering::Relaxed);
+                if inner.audit_opts.poison
+                    // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned
+                    // chunk of a live slab that no client owns.
+                    && unsafe { audit::verify(p, inner.geo.chunksize, FREE_PATTERN) }.is_some()
+                {
+                    return Err(p);
+                }
+                match inner.locate_cached(o, p.addr()) {
+                    Some((a, _, i)) => {
+                        if let Some(bc) = a.bc.get(i) {
+                            bc.state.store(state, Ordering::Release);
+                        }
+                        if inner.audit_opts.transactions {
+                            a.record(i, TxnKind::Alloc, inner.audit_opts.timestamps);
+                        }
+                        Ok(NonNull::new(p))
+                    }
+                    // Popped but not in the radix (fallback range): finish on the full path.
+                    None => Err(p),
+                }
+            }))
+        })
+        .unwrap_or(Ok(None))
+    }
+
     /// Audit free: validate and poison (outside the thread table: the destructor is user
     /// code), then the magazine fast path, else the slow path.
     #[inline(never)]
     fn free_audit(&self, addr: usize, typed: bool) -> Result<(), Box<Report>> {
-        let p = match self.inner.audit_free(addr, typed, cpu::current_thread()) {
+        if self.free_audit_fast(addr, typed).is_some() {
+            return Ok(());
+        }
+        let p = match self.inner.audit_free(addr, typed) {
             Ok(p) => p,
             Err(r) => return raise(&r, self.inner.policy),
         };
@@ -1141,6 +1306,39 @@ impl Cache {
     pub fn alloc_batch(&self, n: usize, out: &mut Vec<NonNull<u8>>) -> Result<usize, AllocError> {
         out.reserve(n);
         let mut got = 0;
+        if !self.inner.audit {
+            while got < n {
+                match self.fast_pop().or_else(|| self.inner.mag_alloc_one()) {
+                    Some(p) => {
+                        out.push(p);
+                        got += 1;
+                    }
+                    None => break,
+                }
+            }
+            if got < n && self.inner.mode.contains(Mode::BATCH) {
+                // `skmem_slab_batch_alloc`: the rest from the slab layer in one lock hold
+                // (per slab created), then constructed outside the lock.
+                let start = out.len();
+                self.inner.slab_alloc_batch(n - got, out);
+                for i in start..out.len() {
+                    let Some(&p) = out.get(i) else { break };
+                    if let Err(e) = self.inner.construct(p.as_ptr()) {
+                        // At the first failure the rest go back to the slab layer
+                        // (`skm_sl_alloc_fail += remaining`, as XNU).
+                        // `construct` already freed out[i]; drop it and return the rest.
+                        let rest: Vec<_> = out.drain(i..).skip(1).collect();
+                        lock(&self.inner.slab).c.sl_alloc_fail += rest.len() as u64;
+                        for q in rest {
+                            let _ = self.inner.slab_free(q.as_ptr().addr());
+                        }
+                        let total = got + (i - start);
+                        return if total == 0 { Err(e) } else { Ok(total) };
+                    }
+                }
+                got += out.len() - start;
+            }
+        }
         while got < n {
             match self.alloc() {
                 Ok(p) => {

@@ -30,6 +30,10 @@ pub(crate) struct CpuOwned {
     /// `cp_alloc` / `cp_free` (published to the atomics below at every depot visit).
     pub(crate) alloc: u64,
     pub(crate) free: u64,
+    /// AUDIT: the audit table and base of the slab this thread touched last (a one-entry
+    /// cache in front of the radix map; revalidated against `AuditSlab::base` on use).
+    pub(crate) last_audit: *const crate::audit::AuditSlab,
+    pub(crate) last_base: usize,
 }
 
 impl CpuOwned {
@@ -76,7 +80,9 @@ pub(crate) struct CpuSlot {
 // `Inner::with_slot`, `Cache::fast_pop`/`fast_push`, `Inner::retire_slot`); every other
 // field is atomic. Other threads only read the published atomics.
 unsafe impl Sync for CpuSlot {}
-// SAFETY: `owner` is only compared, never dereferenced; the rest is Send.
+// SAFETY: `owner` is only compared, never dereferenced; `last_audit` points to an audit
+// table owned by the same cache (type-stable until the cache is dropped, which cannot happen
+// while a slot of it is reachable); magazines are Send.
 unsafe impl Send for CpuSlot {}
 
 impl CpuSlot {
@@ -93,6 +99,8 @@ impl CpuSlot {
                 pgeneration: 0,
                 alloc: 0,
                 free: 0,
+                last_audit: ptr::null(),
+                last_base: 0,
             }),
             rounds: AtomicI32::new(-1),
             prounds: AtomicI32::new(-1),
@@ -248,6 +256,23 @@ pub(crate) fn with_mags<R>(f: impl FnOnce(&mut ThreadMags) -> R) -> Option<R> {
 
 tls! {
     static THREAD_NO: std::cell::Cell<u64> = std::cell::Cell::new(0);
+}
+
+tls! {
+    static TXN_SEQ: std::cell::Cell<u64> = std::cell::Cell::new(0);
+}
+
+/// This thread's number and its next audit transaction number.
+#[inline(always)]
+pub(crate) fn next_txn() -> (u64, u64) {
+    let seq = TXN_SEQ
+        .try_with(|s| {
+            let n = s.get() + 1;
+            s.set(n);
+            n
+        })
+        .unwrap_or(0);
+    (current_thread(), seq)
 }
 
 /// This thread's process-unique number (1-based, assigned on first use), as recorded in

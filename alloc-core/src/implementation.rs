@@ -55,9 +55,24 @@
 //! verified when handed out again (and when a magazine is destroyed), and handed out filled
 //! with `MCACHE_UNINITIALIZED_PATTERN`, as mcache does. Because cached objects are poisoned,
 //! an AUDIT cache's constructor runs on every allocation and its destructor on every free.
-//! The last alloc and free of each object are recorded (thread number, millisecond uptime
-//! from a coarse clock, optional backtrace). AUDIT allocations and frees bypass the inlined
-//! fast path but still use the magazines.
+//! The last alloc and free of each object are recorded: thread number and that thread's
+//! transaction sequence number (a thread-local counter), plus — with
+//! `AuditOptions::timestamps` — XNU's millisecond `bc_timestamp` from a coarse clock
+//! (about 10 ns per read on the reference VM, so it is opt-in), plus — with
+//! `AuditOptions::backtraces` — a captured backtrace (tens of microseconds per operation).
+//!
+//! The audit fast path runs on the thread cache too: the thread remembers the last slab it
+//! touched (audit table + base, revalidated against the table's base on each use), so most
+//! frees skip the radix walk; then one compare-exchange, poison, record, push. The
+//! compare-exchange (a locked instruction, which also drains the store buffer) is the
+//! dominant audit cost and is kept deliberately: without it two threads racing to free the
+//! same object could both succeed.
+//!
+//! # Batch
+//! `alloc_batch` takes magazine rounds first (loaded, previous, full magazines from the
+//! depot); in BATCH mode the rest comes from the slab layer in one lock hold per slab
+//! (`skmem_slab_batch_alloc`), constructed afterwards; at the first constructor failure the
+//! rest return to the slab layer and `sl_alloc_fail` grows by their number, as in XNU.
 //!
 //! # Destroy
 //! Destroy purges, then counts objects allocated from slabs minus rounds cached in the depot

@@ -77,7 +77,11 @@ pub struct Transaction {
     pub kind: TxnKind,
     /// The flowslab thread number of the thread (1-based, in order of first cache use).
     pub thread: u64,
-    /// Milliseconds of process uptime (coarse monotonic clock), `bc_timestamp`'s unit.
+    /// The thread's audit transaction number (1-based, counts every audited alloc and free
+    /// of that thread): orders events of one thread without a clock read.
+    pub seq: u64,
+    /// Milliseconds of uptime (coarse monotonic clock, `bc_timestamp`'s unit) when
+    /// [`crate::AuditOptions::timestamps`] is on; 0 otherwise.
     pub timestamp_ms: u64,
     /// A captured backtrace, when [`crate::AuditOptions::backtraces`] is on.
     pub backtrace: Option<String>,
@@ -89,11 +93,10 @@ impl fmt::Display for Transaction {
             TxnKind::Alloc => "alloc",
             TxnKind::Free => "free",
         };
-        write!(
-            f,
-            "last {what}: thread {} at {} ms",
-            self.thread, self.timestamp_ms
-        )?;
+        write!(f, "last {what}: thread {} txn {}", self.thread, self.seq)?;
+        if self.timestamp_ms != 0 {
+            write!(f, " at {} ms", self.timestamp_ms)?;
+        }
         if let Some(bt) = &self.backtrace {
             write!(f, "\n{bt}")?;
         }

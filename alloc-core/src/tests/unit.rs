@@ -722,6 +722,11 @@ fn batch_alloc_and_free() {
         .unwrap();
     let mut v = Vec::new();
     assert_eq!(c.alloc_batch(100, &mut v).unwrap(), 100);
+    assert_eq!(
+        c.stats().sca_sl_alloc,
+        100,
+        "empty magazines: one slab batch"
+    );
     let mut sorted: Vec<_> = v.iter().map(|p| p.as_ptr().addr()).collect();
     sorted.sort_unstable();
     sorted.dedup();
@@ -729,6 +734,31 @@ fn batch_alloc_and_free() {
     // SAFETY: all allocated above, freed once.
     unsafe { c.free_batch(&v).unwrap() };
     assert_eq!(c.outstanding(), 0);
+    // The second batch comes from the magazines (rounds), not the slabs.
+    v.clear();
+    assert_eq!(c.alloc_batch(100, &mut v).unwrap(), 100);
+    assert_eq!(c.stats().sca_sl_alloc, 100);
+    // SAFETY: as above.
+    unsafe { c.free_batch(&v).unwrap() };
+
+    // A constructor failing mid-batch: the rest go back, counted in sl_alloc_fail.
+    let n = StdArc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let f = Cache::builder("t.batch.ctor", 64)
+        .mode(Mode::BATCH)
+        .ctor(move |_| n2.fetch_add(1, Ordering::Relaxed) < 3)
+        .build()
+        .unwrap();
+    let mut w = Vec::new();
+    assert_eq!(f.alloc_batch(10, &mut w).unwrap(), 3);
+    let st = f.stats();
+    assert_eq!(
+        st.sca_sl_alloc_fail, 7,
+        "the failing one plus the 6 returned"
+    );
+    assert_eq!(st.sl_allocated, 3);
+    // SAFETY: as above.
+    unsafe { f.free_batch(&w).unwrap() };
 }
 
 struct SendPtr(NonNull<u8>);
@@ -845,4 +875,31 @@ fn prefork_guard_sees_consistent_caches() {
     );
     free(&a, p);
     free(&b, q);
+}
+
+#[test]
+fn audit_fast_path_catches_write_after_free() {
+    // Default options: the allocation is served by the thread-cache fast path.
+    let c = audit("t.uaf.fast");
+    let p = c.alloc().unwrap();
+    c.try_free(p.as_ptr()).unwrap();
+    // SAFETY: deliberate write to a freed (cached) object whose memory the cache still owns.
+    unsafe { p.as_ptr().add(56).cast::<u64>().write(7) };
+    let e = c.alloc().unwrap_err();
+    let AllocError::Audit(r) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        r.kind,
+        ReportKind::ModifiedAfterFree {
+            offset: 56,
+            found: 7,
+            expected: FREE_PATTERN
+        }
+    );
+    assert!(r.last_free.is_some());
+    let q = c.alloc().unwrap();
+    c.try_free(q.as_ptr()).unwrap();
+    assert_eq!(c.outstanding(), 0);
+    check(&c);
 }
