@@ -65,29 +65,6 @@ pub fn run_symbolicate(
 ) -> io::Result<SymbolicateOutcome> {
     let opts = LoadOptions::default();
     let (files, walk_errors) = load::collect_files(&cmd.reports);
-    let results: Vec<Result<Done, LoadError>> = files
-        .par_iter()
-        .map(|path| {
-            let bytes = read_capped(path, opts.max_report_bytes)?;
-            let parse_err = |source| LoadError::Parse {
-                path: path.clone(),
-                source,
-            };
-            if cmd.json {
-                let mut reports = crate::parse::parse_auto(&bytes).map_err(parse_err)?;
-                let mut outcome = SymbolicationOutcome::default();
-                for r in reports.iter_mut().filter(|r| r.kind != ReportKind::Log) {
-                    outcome.merge(symbolicate_report(r, store));
-                }
-                Ok(Done::Reports(reports, outcome))
-            } else {
-                rewrite(&bytes, store)
-                    .map(Done::Rewritten)
-                    .map_err(parse_err)
-            }
-        })
-        .collect();
-
     let mut summary = SymbolicateOutcome::default();
     let (mut json, mut raw) = if cmd.json && cmd.output.is_none() {
         (Some(JsonWriter::new(&mut *out)?), None)
@@ -110,88 +87,98 @@ pub fn run_symbolicate(
         }
     }
     let mut written: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
-    for (path, result) in files.iter().zip(results) {
-        let source = path.display().to_string();
-        let done = match result {
-            Ok(d) => d,
-            Err(e) => {
-                writeln!(err, "crashlog: {e}")?;
-                if let Some(j) = json.as_mut() {
-                    j.error(&e);
+    // Chunks: parallel work, output in input order, bounded memory for big batches.
+    for chunk in files.chunks(PARALLEL_CHUNK) {
+        let results: Vec<Result<Done, LoadError>> = chunk
+            .par_iter()
+            .map(|path| process(path, cmd.json, store, opts.max_report_bytes))
+            .collect();
+        for (path, result) in chunk.iter().zip(results) {
+            let source = path.display().to_string();
+            let done = match result {
+                Ok(d) => d,
+                Err(e) => {
+                    writeln!(err, "crashlog: {e}")?;
+                    if let Some(j) = json.as_mut() {
+                        j.error(&e);
+                    }
+                    summary.errors += 1;
+                    continue;
                 }
-                summary.errors += 1;
-                continue;
-            }
-        };
-        let outcome = match &done {
-            Done::Rewritten(r) => &r.outcome,
-            Done::Reports(_, o) => o,
-        };
-        outcome.write_problems(err, &source)?;
-        writeln!(
-            err,
-            "crashlog: {source}: symbolicated {} of {} frames ({} inlined frames added, {} without symbols)",
-            outcome.symbolicated, outcome.frames, outcome.inlined_added, outcome.without_symbols
-        )?;
-        summary.frames += outcome.frames;
-        summary.symbolicated += outcome.symbolicated;
-        let bytes = match done {
-            Done::Rewritten(r) => r.bytes,
-            Done::Reports(reports, _) => {
-                if let Some(j) = json.as_mut() {
+            };
+            let outcome = match &done {
+                Done::Rewritten(r) => &r.outcome,
+                Done::Reports(_, o) => o,
+            };
+            outcome.write_problems(err, &source)?;
+            writeln!(
+                err,
+                "crashlog: {source}: symbolicated {} of {} frames ({} inlined frames added, {} without symbols)",
+                outcome.symbolicated,
+                outcome.frames,
+                outcome.inlined_added,
+                outcome.without_symbols
+            )?;
+            summary.frames += outcome.frames;
+            summary.symbolicated += outcome.symbolicated;
+            let bytes = match done {
+                Done::Rewritten(r) => r.bytes,
+                Done::Reports(reports, _) => {
+                    if let Some(j) = json.as_mut() {
+                        for r in &reports {
+                            j.report(&source, r)?;
+                        }
+                        summary.files += 1;
+                        continue;
+                    }
+                    // --json --output: one crashlog.parse document per input.
+                    let mut buf = Vec::new();
+                    let mut j = JsonWriter::new(&mut buf)?;
                     for r in &reports {
                         j.report(&source, r)?;
                     }
-                    summary.files += 1;
-                    continue;
+                    j.finish()?;
+                    buf
                 }
-                // --json --output: one crashlog.parse document per input.
-                let mut buf = Vec::new();
-                let mut j = JsonWriter::new(&mut buf)?;
-                for r in &reports {
-                    j.report(&source, r)?;
+            };
+            match &cmd.output {
+                Some(dir) => {
+                    let mut name = path
+                        .file_name()
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("report"));
+                    if cmd.json {
+                        let mut s = name.into_os_string();
+                        s.push(".json");
+                        name = PathBuf::from(s);
+                    }
+                    let target = dir.join(&name);
+                    if !written.insert(target.clone()) {
+                        writeln!(
+                            err,
+                            "crashlog: {source}: not written: {} was already written from another input with the same name",
+                            target.display()
+                        )?;
+                        summary.errors += 1;
+                        continue;
+                    }
+                    if let Err(e) = std::fs::write(&target, &bytes) {
+                        writeln!(err, "crashlog: {}: {e}", target.display())?;
+                        summary.errors += 1;
+                        continue;
+                    }
                 }
-                j.finish()?;
-                buf
-            }
-        };
-        match &cmd.output {
-            Some(dir) => {
-                let mut name = path
-                    .file_name()
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("report"));
-                if cmd.json {
-                    let mut s = name.into_os_string();
-                    s.push(".json");
-                    name = PathBuf::from(s);
-                }
-                let target = dir.join(&name);
-                if !written.insert(target.clone()) {
-                    writeln!(
-                        err,
-                        "crashlog: {source}: not written: {} was already written from another input with the same name",
-                        target.display()
-                    )?;
-                    summary.errors += 1;
-                    continue;
-                }
-                if let Err(e) = std::fs::write(&target, &bytes) {
-                    writeln!(err, "crashlog: {}: {e}", target.display())?;
-                    summary.errors += 1;
-                    continue;
-                }
-            }
-            None => {
-                if let Some(o) = raw.as_mut() {
-                    o.write_all(&bytes)?;
-                    if !bytes.ends_with(b"\n") {
-                        o.write_all(b"\n")?;
+                None => {
+                    if let Some(o) = raw.as_mut() {
+                        o.write_all(&bytes)?;
+                        if !bytes.ends_with(b"\n") {
+                            o.write_all(b"\n")?;
+                        }
                     }
                 }
             }
+            summary.files += 1;
         }
-        summary.files += 1;
     }
     if let Some(j) = json {
         j.finish()?;
@@ -200,6 +187,34 @@ pub fn run_symbolicate(
         o.flush()?;
     }
     Ok(summary)
+}
+
+/// Files symbolicated at once (in parallel) before their output is written.
+const PARALLEL_CHUNK: usize = 256;
+
+fn process(
+    path: &Path,
+    json: bool,
+    store: &SymbolStore,
+    max_bytes: u64,
+) -> Result<Done, LoadError> {
+    let bytes = read_capped(path, max_bytes)?;
+    let parse_err = |source| LoadError::Parse {
+        path: path.to_path_buf(),
+        source,
+    };
+    if json {
+        let mut reports = crate::parse::parse_auto(&bytes).map_err(parse_err)?;
+        let mut outcome = SymbolicationOutcome::default();
+        for r in reports.iter_mut().filter(|r| r.kind != ReportKind::Log) {
+            outcome.merge(symbolicate_report(r, store));
+        }
+        Ok(Done::Reports(reports, outcome))
+    } else {
+        rewrite(&bytes, store)
+            .map(Done::Rewritten)
+            .map_err(parse_err)
+    }
 }
 
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
