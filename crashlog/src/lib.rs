@@ -14,6 +14,8 @@
 //!   caps, streamed logs).
 //! - [`render`]: the readable summary and the JSON document (see [`json_schema`]).
 //! - [`cmd`]: the CLI verbs as library functions.
+//! - [`symbolicate`]: frames filled in from binaries and debug files (`crashlog-symbols`),
+//!   on the model or on the original bytes.
 //!
 //! Errors are [`ParseError`] (with the input line) and [`LoadError`] (with the path),
 //! displayed as `path:line: message`.
@@ -34,6 +36,7 @@ pub mod load;
 pub mod model;
 pub mod parse;
 pub mod render;
+pub mod symbolicate;
 
 #[doc = include_str!("../json-schema.md")]
 pub mod json_schema {}
