@@ -257,6 +257,24 @@ impl FlowEntryRef {
         }
     }
 
+    /// `flow_entry_retain` of an entry found by a lock-free table lookup: `None` when its
+    /// count already reached 0 (a concurrent destroy released the last reference; the
+    /// lookup reports a miss). An overflow is recorded like [`FlowEntryRef::retain`].
+    pub(crate) fn try_retain(fe: &Arc<FlowEntry>) -> Option<FlowEntryRef> {
+        match fe.refcnt.try_retain() {
+            Ok(true) => Some(FlowEntryRef {
+                fe: Arc::clone(fe),
+                armed: true,
+            }),
+            Ok(false) => None,
+            Err(e) => {
+                fe.panics
+                    .record(PanicKind::Refcnt, e.to_string(), "@refcnt.c:79");
+                None
+            }
+        }
+    }
+
     /// The shared entry (for tables and lists that hold it intrusively).
     pub(crate) fn arc(&self) -> &Arc<FlowEntry> {
         &self.fe
