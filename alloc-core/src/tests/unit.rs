@@ -643,6 +643,68 @@ fn panic_policy_panics_with_a_kernel_panic_line() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "backtrace capture is slow/unsupported under Miri")]
+fn backtraces_are_recorded_when_asked() {
+    let c = Cache::builder("t.bt", 64)
+        .mode(Mode::AUDIT)
+        .policy(Policy::Report)
+        .audit_options(AuditOptions {
+            backtraces: true,
+            timestamps: true,
+            ..AuditOptions::default()
+        })
+        .build()
+        .unwrap();
+    let p = c.alloc().unwrap();
+    c.try_free(p.as_ptr()).unwrap();
+    let FreeError::Audit(r) = c.try_free(p.as_ptr()).unwrap_err() else {
+        panic!()
+    };
+    let f = r.last_free.unwrap();
+    assert!(f.backtrace.is_some_and(|b| !b.is_empty()));
+    assert!(f.timestamp_ms > 0);
+    assert!(f.seq >= 2, "alloc then free on this thread");
+}
+
+/// Runs the Abort policy in a child test process (abort would kill this one).
+#[test]
+fn abort_policy_prints_the_panic_line_and_aborts() {
+    if std::env::var_os("ALLOC_CORE_ABORT_CHILD").is_some() {
+        let c = Cache::builder("t.abort", 64)
+            .mode(Mode::AUDIT)
+            .policy(Policy::Abort)
+            .build()
+            .unwrap();
+        let p = c.alloc().unwrap();
+        let _ = c.try_free(p.as_ptr());
+        let _ = c.try_free(p.as_ptr());
+        unreachable!("abort policy returned");
+    }
+    #[cfg(not(miri))]
+    {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "tests::unit::abort_policy_prints_the_panic_line_and_aborts",
+                "--nocapture",
+            ])
+            .env("ALLOC_CORE_ABORT_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                "): skmem_slab_free_locked: attempt to free invalid or already-freed obj 0x"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("panic(cpu "), "{err}");
+    }
+}
+
+#[test]
 fn production_double_free_caught_at_the_slab_layer() {
     // Like XNU: without magazines the free goes straight to the slab layer, whose hash
     // lookup fails for an object already free.
