@@ -449,7 +449,7 @@ impl FlowManager {
         self.table
             .find(
                 probe.hash,
-                |fe| fe.mask() == mask && fe.matches_words(&probe.words),
+                |fe| fe.matches_words(&probe.words),
                 FlowEntryRef::try_retain,
             )
             .flatten()
@@ -636,9 +636,10 @@ impl MaskProbe {
         }
     }
 
+    /// Word 0 of the masked words carries the mask bits, so a word match is also a mask
+    /// match (`fe_mask` need not be read).
     fn matches(&self, fe: &FlowEntry) -> bool {
-        fe.mask() == self.mask
-            && fe.matches_words(&self.words)
+        fe.matches_words(&self.words)
             && !(self.v6 && self.mask == FlowMask::TwoTuple && fe.key().ipver == 4)
     }
 }

@@ -120,3 +120,40 @@ fn removal_and_move_racing_lookup_never_misses_a_live_node() {
         t.health_check().unwrap();
     });
 }
+
+/// The move a lookup can actually miss without the retry: the watched node sits in its
+/// *alternate* bucket and moves to its primary, which the lookup scans first. (The models
+/// above move nodes from primary to alternate, which a primary-first scan always sees.)
+#[test]
+fn move_into_primary_racing_lookup_never_misses() {
+    run_model("move_into_primary_racing_lookup", || {
+        let t = Arc::new(CuckooTable::<u32>::with_capacity(24));
+        let full: Vec<Arc<u32>> = (0..6).map(|i| Arc::new(hash_for(1, 3, i))).collect();
+        for n in &full {
+            t.add(**n, n).unwrap();
+        }
+        // Bucket 1 is full, so the watched node (primary 1, alternate 0) lands in 0.
+        let watched = hash_for(1, 0, 0);
+        t.add(watched, &Arc::new(watched)).unwrap();
+        for i in 0..5 {
+            let h = hash_for(0, 2, i);
+            t.add(h, &Arc::new(h)).unwrap();
+            let h2 = hash_for(2, 3, i);
+            t.add(h2, &Arc::new(h2)).unwrap();
+        }
+        let h2 = hash_for(2, 3, 5);
+        t.add(h2, &Arc::new(h2)).unwrap();
+        // Room in bucket 1: the next add's BFS moves the watched node 0 -> 1.
+        t.del(*full[0], &full[0]).unwrap();
+        let t2 = Arc::clone(&t);
+        let reader = thread::spawn(move || {
+            assert_eq!(t2.find(watched, |n| *n == watched, |n| **n), Some(watched));
+        });
+        let n = hash_for(0, 2, 5);
+        t.add(n, &Arc::new(n)).unwrap();
+        reader.join().unwrap();
+        assert_eq!(t.find(watched, |n| *n == watched, |n| **n), Some(watched));
+        assert_eq!(t.len(), 18);
+        t.health_check().unwrap();
+    });
+}
