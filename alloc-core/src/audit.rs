@@ -42,8 +42,8 @@ pub(crate) struct AuditBc {
 /// Backtraces of one object's last alloc and free (only with `AuditOptions::backtraces`).
 #[derive(Debug, Default)]
 pub(crate) struct Stacks {
-    alloc: Option<String>,
-    free: Option<String>,
+    alloc: Option<std::backtrace::Backtrace>,
+    free: Option<std::backtrace::Backtrace>,
 }
 
 /// The audit side table of one slab.
@@ -104,7 +104,8 @@ impl AuditSlab {
     #[inline(never)]
     fn record_stack(&self, idx: usize, kind: TxnKind) {
         if let Some(m) = self.stacks.get(idx) {
-            let bt = std::backtrace::Backtrace::force_capture().to_string();
+            // Captured unresolved; symbols are resolved only when a report prints it.
+            let bt = std::backtrace::Backtrace::force_capture();
             // try_lock: a lock orphaned by fork() must never block the child.
             let Some(mut s) = try_lock(m) else { return };
             match kind {
@@ -121,7 +122,10 @@ impl AuditSlab {
         };
         let (sa, sf) = match self.stacks.get(idx) {
             Some(m) => match try_lock(m) {
-                Some(s) => (s.alloc.clone(), s.free.clone()),
+                Some(s) => (
+                    s.alloc.as_ref().map(ToString::to_string),
+                    s.free.as_ref().map(ToString::to_string),
+                ),
                 None => (None, None),
             },
             None => (None, None),

@@ -46,6 +46,8 @@ pub(crate) fn install() {
 }
 
 /// The prepare step, callable directly (tests, or a process that forks by other means).
+/// Takes every cache lock of the process; it must be followed by exactly one
+/// [`postfork`] on the same thread (calling it twice without one deadlocks).
 pub fn prefork() {
     let Some(reg) = global() else { return };
     let ids = crate::sync::ids::hold();

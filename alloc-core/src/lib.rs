@@ -30,7 +30,10 @@
 //! * [`Cache::alloc`], `unsafe` [`Cache::free`], safe [`Cache::try_free`] (AUDIT caches),
 //!   [`Cache::alloc_batch`], `unsafe` [`Cache::free_batch`].
 //! * Maintenance: [`Cache::purge`], [`Cache::reap`], [`Cache::reap_now`],
-//!   [`Cache::update`], [`Cache::resize`], [`Cache::destroy`] (or drop).
+//!   [`Cache::update`], [`Cache::resize`], [`Cache::flush_thread_cache`],
+//!   [`Cache::destroy`] (or drop).
+//! * Audit knobs: [`AuditOptions`] (`transactions`, `timestamps`, `backtraces`, `poison`,
+//!   `uninit_fill`).
 //! * Introspection: [`Cache::stats`] ([`CacheStats`], `sca_*` fields), [`Cache::dump`],
 //!   [`skmem_dump_all`], [`Cache::take_reports`], [`Cache::outstanding`].
 //! * Fork: handlers are installed automatically; [`prefork`] / [`postfork`] are exposed for

@@ -4,9 +4,12 @@
 //! * `lookup/*`: exact 5-tuple lookups in random order over N live flows. The flow table
 //!   returns a *retained* entry (refcount up, then released on drop); `hashbrown` is a
 //!   plain `get`, `hashbrown+arc` a `get` plus an `Arc` clone (the same "retained" work).
-//!   `flow-table-borrowed` runs a closure under the bucket lock instead of retaining.
+//!   `flow-table-borrowed` is `find_by_key_with` (a closure on the borrowed entry, one
+//!   epoch pin per lookup, no refcount traffic); `flow-table-batch` is `find_by_key_in`
+//!   with the read guard re-pinned every [`PIN_BATCH`] lookups (a packet batch).
 //! * `insert/*`, `remove/*`: 1,000 flows opened into / destroyed from a table holding N.
-//! * `read2/*`: two threads doing lookups at once (flow table vs dashmap).
+//! * `read2/*`: two threads doing lookups at once (flow table retained and batch-pinned
+//!   borrowed, vs dashmap's `get` + `Arc` clone).
 //!
 //! Run: `cargo bench -p flowslab-benches --bench flow_table -- --warm-up-time 1 --measurement-time 2`
 
@@ -25,6 +28,8 @@ use flow_table::owner::{FlowOwner, OpenMode};
 
 const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];
 const BATCH: usize = 1_000;
+/// Lookups per read-guard pin in the `*-batch` benches.
+const PIN_BATCH: usize = 64;
 
 fn addr(i: usize) -> (IpAddr, u16, IpAddr) {
     let i = i as u32;
@@ -108,6 +113,22 @@ fn lookups(c: &mut Criterion) {
                 let k = &keys[ord[i % n] as usize];
                 i += 1;
                 black_box(t.mgr.find_by_key_with(black_box(k), |e| e.key_hash()))
+            })
+        });
+        g.bench_function(BenchmarkId::new("flow-table-batch", label), |b| {
+            let mut i = 0usize;
+            let mut guard = t.mgr.read_guard();
+            b.iter(|| {
+                if i % PIN_BATCH == 0 {
+                    guard = t.mgr.read_guard();
+                }
+                let k = &keys[ord[i % n] as usize];
+                i += 1;
+                black_box(
+                    t.mgr
+                        .find_by_key_in(&guard, black_box(k))
+                        .map(|e| e.key_hash()),
+                )
             })
         });
         drop(t);
@@ -249,6 +270,27 @@ fn concurrent_reads(c: &mut Criterion) {
                             for i in 0..iters as usize {
                                 let k = &keys[ord[i % n] as usize];
                                 black_box(mgr.find_by_key(k).map(|e| e.key_hash()));
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+        g.bench_function(BenchmarkId::new("flow-table-batch", label), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for ord in &ords {
+                        let (keys, mgr) = (&keys, &t.mgr);
+                        s.spawn(move || {
+                            let mut guard = mgr.read_guard();
+                            for i in 0..iters as usize {
+                                if i % PIN_BATCH == 0 {
+                                    guard = mgr.read_guard();
+                                }
+                                let k = &keys[ord[i % n] as usize];
+                                black_box(mgr.find_by_key_in(&guard, k).map(|e| e.key_hash()));
                             }
                         });
                     }

@@ -12,6 +12,11 @@ use crate::model::{Report, ReportKind, SourceFormat};
 use crate::parse::{self, Format, LogReader};
 use crate::render::{self, JsonWriter};
 
+/// `crashlog symbolicate` and `crashlog atos` (in [`crate::symbolicate::verbs`]).
+pub use crate::symbolicate::verbs::{
+    AtosCommand, SymbolicateCommand, SymbolicateOutcome, load_store, run_atos, run_symbolicate,
+};
+
 /// Options of `crashlog parse`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseCommand {

@@ -15,6 +15,8 @@
 //! - [`render`]: the readable summary and the JSON document (see [`json_schema`]).
 //! - [`triage`]: signatures, clusters, known issues and log findings (`crashlog triage`).
 //! - [`cmd`]: the CLI verbs as library functions.
+//! - [`symbolicate`]: frames filled in from binaries and debug files (`crashlog-symbols`),
+//!   on the model or on the original bytes.
 //!
 //! Errors are [`ParseError`] (with the input line) and [`LoadError`] (with the path),
 //! displayed as `path:line: message`.
@@ -35,6 +37,7 @@ pub mod load;
 pub mod model;
 pub mod parse;
 pub mod render;
+pub mod symbolicate;
 pub mod triage;
 
 #[doc = include_str!("../json-schema.md")]

@@ -30,13 +30,18 @@ pub struct FlowIdentity {
 
 /// A flow entry. Always handled through [`FlowEntryRef`] (a counted reference) or the
 /// table's and owner's internal references.
+///
+/// Layout: the first cache line holds what a lookup touches, the masked key words it
+/// compares and the `os_refcnt` a retained lookup bumps (`repr(C)` keeps that order,
+/// `align(64)` puts it on a line of its own).
+#[repr(C, align(64))]
 pub struct FlowEntry {
-    key: FlowKey,
     masked: [u64; 6],
+    refcnt: OsRefcnt,
+    key: FlowKey,
     mask: FlowMask,
     key_hash: u32,
     flags: AtomicU32,
-    refcnt: OsRefcnt,
     id: FlowIdentity,
     /// `SK_KVA(fe)`: the object address from the `flow.entry` cache.
     addr: u64,
@@ -110,7 +115,8 @@ impl FlowEntry {
         key.masked_words(self.mask) == self.masked
     }
 
-    /// Fast compare against pre-masked words (same mask).
+    /// Fast compare against pre-masked words. Word 0 carries the mask bits themselves, so
+    /// equal words also mean the same mask.
     pub(crate) fn matches_words(&self, masked: &[u64; 6]) -> bool {
         *masked == self.masked
     }
@@ -254,6 +260,24 @@ impl FlowEntryRef {
         FlowEntryRef {
             fe: Arc::clone(fe),
             armed: true,
+        }
+    }
+
+    /// `flow_entry_retain` of an entry found by a lock-free table lookup: `None` when its
+    /// count already reached 0 (a concurrent destroy released the last reference; the
+    /// lookup reports a miss). An overflow is recorded like [`FlowEntryRef::retain`].
+    pub(crate) fn try_retain(fe: &Arc<FlowEntry>) -> Option<FlowEntryRef> {
+        match fe.refcnt.try_retain() {
+            Ok(true) => Some(FlowEntryRef {
+                fe: Arc::clone(fe),
+                armed: true,
+            }),
+            Ok(false) => None,
+            Err(e) => {
+                fe.panics
+                    .record(PanicKind::Refcnt, e.to_string(), "@refcnt.c:79");
+                None
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::cuckoo::{CuckooError, CuckooTable};
+use crate::cuckoo::{CuckooError, CuckooTable, ReadGuard};
 use crate::entry::{FlowEntry, FlowEntryRef, FlowIdentity, format_uuid};
 use crate::error::FlowError;
 use crate::fault::FaultSet;
@@ -445,55 +445,62 @@ impl FlowManager {
     }
 
     fn find_exact(&self, key: &FlowKey, mask: FlowMask) -> Option<FlowEntryRef> {
-        let mut k = *key;
-        k.mask = mask.bits();
-        let w = k.masked_words(mask);
-        let h = crate::key::hash_words(&w);
-        self.table.find(
-            h,
-            |fe| fe.mask() == mask && fe.matches_words(&w),
-            FlowEntryRef::retain,
-        )
+        let probe = MaskProbe::new(key, mask);
+        self.table
+            .find(
+                probe.hash,
+                |fe| fe.matches_words(&probe.words),
+                FlowEntryRef::try_retain,
+            )
+            .flatten()
+    }
+
+    /// The masks in use, most specific first, each with the key's masked words and hash.
+    fn probes<'k>(&self, key: &'k FlowKey) -> impl Iterator<Item = MaskProbe> + use<'_, 'k> {
+        FlowMask::LOOKUP_ORDER
+            .into_iter()
+            .filter(|m| self.mask_counts[m.index()].load(Ordering::Relaxed) != 0)
+            .map(|m| MaskProbe::new(key, m))
     }
 
     /// `flow_mgr_find_fe_by_key`: tries the masks in use from most to least specific and
-    /// returns the first match, retained. A v4-only 2-tuple listener never matches a v6 key.
+    /// returns the first match, retained (one `os_refcnt` and one `Arc` increment; the
+    /// table lookup itself takes no lock). A v4-only 2-tuple listener never matches a v6
+    /// key. An entry whose last reference is being released concurrently is not returned.
     pub fn find_by_key(&self, key: &FlowKey) -> Option<FlowEntryRef> {
-        self.find_by_key_with(key, FlowEntryRef::retain)
+        self.probes(key).find_map(|p| {
+            self.table
+                .find(p.hash, |fe| p.matches(fe), FlowEntryRef::try_retain)
+                .flatten()
+        })
     }
 
-    /// Like [`FlowManager::find_by_key`], but runs `f` on the entry while its bucket is
-    /// locked instead of retaining it (the packet path's cheapest form: no refcount
-    /// traffic). `f` must not call back into the table.
-    pub fn find_by_key_with<R>(
-        &self,
+    /// The borrowed lookup (conntrack/RCU style): like [`FlowManager::find_by_key`], but
+    /// returns the entry *borrowed* for as long as `guard` lives, touching no reference
+    /// count and taking no lock. Pin once with [`FlowManager::read_guard`] and reuse the
+    /// guard for a burst of lookups (a packet batch); drop it between bursts so removed
+    /// entries can be reclaimed. The entry may be torn down meanwhile (check its flags);
+    /// its memory stays valid until the guard is dropped. Keep a [`FlowEntryRef`]
+    /// (`find_by_key`) to hold an entry longer.
+    pub fn find_by_key_in<'a>(
+        &'a self,
+        guard: &'a ReadGuard,
         key: &FlowKey,
-        f: impl FnOnce(&Arc<FlowEntry>) -> R,
-    ) -> Option<R> {
-        let mut f = Some(f);
-        for mask in FlowMask::LOOKUP_ORDER {
-            if self.mask_counts[mask.index()].load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            let mut k = *key;
-            k.mask = mask.bits();
-            let w = k.masked_words(mask);
-            let h = crate::key::hash_words(&w);
-            let v6 = key.ipver == 6;
-            let hit = self.table.find(
-                h,
-                |fe| {
-                    fe.mask() == mask
-                        && fe.matches_words(&w)
-                        && !(v6 && mask == FlowMask::TwoTuple && fe.key().ipver == 4)
-                },
-                |fe| f.take().map(|f| f(fe)),
-            );
-            if let Some(r) = hit {
-                return r;
-            }
-        }
-        None
+    ) -> Option<&'a FlowEntry> {
+        self.probes(key)
+            .find_map(|p| self.table.find_in(guard, p.hash, |fe| p.matches(fe)))
+    }
+
+    /// Pins a read-side critical section for [`FlowManager::find_by_key_in`].
+    pub fn read_guard(&self) -> ReadGuard {
+        ReadGuard::pin()
+    }
+
+    /// Like [`FlowManager::find_by_key`], but runs `f` on the borrowed entry instead of
+    /// retaining it (pins and unpins around the one lookup; no refcount traffic).
+    pub fn find_by_key_with<R>(&self, key: &FlowKey, f: impl FnOnce(&FlowEntry) -> R) -> Option<R> {
+        let guard = ReadGuard::pin();
+        self.find_by_key_in(&guard, key).map(f)
     }
 
     /// The flow with `uuid` in `owner`'s id tree, retained.
@@ -604,6 +611,36 @@ impl FlowManager {
             self.purge_owner(o);
         }
         self.reap_linger(0, true);
+    }
+}
+
+/// One mask's view of a lookup key: the masked words and their hash.
+struct MaskProbe {
+    mask: FlowMask,
+    words: [u64; 6],
+    hash: u32,
+    /// A v6 key never matches a v4-only 2-tuple listener.
+    v6: bool,
+}
+
+impl MaskProbe {
+    fn new(key: &FlowKey, mask: FlowMask) -> Self {
+        let mut k = *key;
+        k.mask = mask.bits();
+        let words = k.masked_words(mask);
+        MaskProbe {
+            mask,
+            words,
+            hash: crate::key::hash_words(&words),
+            v6: key.ipver == 6,
+        }
+    }
+
+    /// Word 0 of the masked words carries the mask bits, so a word match is also a mask
+    /// match (`fe_mask` need not be read).
+    fn matches(&self, fe: &FlowEntry) -> bool {
+        fe.matches_words(&self.words)
+            && !(self.v6 && self.mask == FlowMask::TwoTuple && fe.key().ipver == 4)
     }
 }
 

@@ -72,6 +72,28 @@ impl OsRefcnt {
         Ok(())
     }
 
+    /// `os_ref_retain_try`: retains unless the count already reached 0 (returns false
+    /// then, without touching it). Lock-free lookups use it: the entry they found may be
+    /// on its way out, which is a miss, not a resurrection.
+    pub fn try_retain(&self) -> Result<bool, RefcntError> {
+        let mut cur = self.count.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 {
+                return Ok(false);
+            }
+            if cur >= OS_REFCNT_MAX_COUNT {
+                return Err(RefcntError::Overflow(self.addr));
+            }
+            match self
+                .count
+                .compare_exchange(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(true),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
     /// `os_ref_release`: returns the new count (0 means the caller must free).
     pub fn release(&self) -> Result<u32, RefcntError> {
         let mut cur = self.count.load(Ordering::Relaxed);
@@ -109,6 +131,19 @@ mod tests {
             "os_refcnt: attempted resurrection (rc=0xfffffe0012345678)"
         );
         assert_eq!(rc.get(), 0);
+    }
+
+    #[test]
+    fn try_retain_refuses_zero_and_catches_overflow() {
+        let rc = OsRefcnt::new(0x20);
+        assert_eq!(rc.try_retain(), Ok(true));
+        assert_eq!(rc.get(), 2);
+        assert_eq!(rc.release(), Ok(1));
+        assert_eq!(rc.release(), Ok(0));
+        assert_eq!(rc.try_retain(), Ok(false));
+        assert_eq!(rc.get(), 0);
+        rc.count.store(OS_REFCNT_MAX_COUNT, Ordering::Relaxed);
+        assert_eq!(rc.try_retain(), Err(RefcntError::Overflow(0x20)));
     }
 
     #[test]

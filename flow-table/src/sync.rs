@@ -178,6 +178,43 @@ impl AtomicBool {
     }
 }
 
+/// Atomic pointer wrapper (std or loom).
+#[derive(Debug)]
+pub(crate) struct AtomicPtr<T>(imp::atomic::AtomicPtr<T>);
+
+impl<T> AtomicPtr<T> {
+    /// A null pointer.
+    pub(crate) fn null() -> Self {
+        Self(imp::atomic::AtomicPtr::new(std::ptr::null_mut()))
+    }
+    /// Atomic load.
+    pub(crate) fn load(&self, o: Ordering) -> *mut T {
+        self.0.load(o)
+    }
+    /// Atomic store.
+    pub(crate) fn store(&self, v: *mut T, o: Ordering) {
+        self.0.store(v, o)
+    }
+}
+
+/// The read side of the lock-free flow table lookups: an epoch pin (`crossbeam-epoch`).
+/// Nodes the table unlinks are destroyed only after every guard that could still see
+/// them is gone.
+#[cfg(not(loom))]
+pub(crate) use crossbeam_epoch::{Guard, pin};
+
+/// Loom stand-in for the epoch guard: under the model the table keeps every unlinked node
+/// until it is dropped, so a pin has nothing to do.
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct Guard(());
+
+/// Loom stand-in for `crossbeam_epoch::pin`.
+#[cfg(loom)]
+pub(crate) fn pin() -> Guard {
+    Guard(())
+}
+
 /// A hint inside a retry loop (loom: yield so the model can make progress).
 pub(crate) fn spin_hint() {
     #[cfg(loom)]

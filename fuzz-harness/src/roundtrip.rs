@@ -1,6 +1,8 @@
 //! `crashlog_roundtrip`: a structured report ([`RtReport`], built with `arbitrary`) is
 //! rendered to each text format the way the system writes it — kernel panic text, a
-//! pasted `lldb bt` stack, a legacy `.crash` report, and `log show` default-style rows —
+//! pasted `lldb bt` stack, a legacy `.crash` report, an `.ips` crash report (bug_type
+//! 309: JSON header line + JSON body), a `sample` call graph, and `log show`
+//! default-style rows —
 //! and parsed back with the format's parser; the content must come back unchanged
 //! (message, OS build, process, frames with image/address/symbol/offset, log rows with
 //! time, pid, process and message).
@@ -204,6 +206,94 @@ pub fn render_crash(r: &RtReport) -> String {
     s
 }
 
+/// An `.ips` crash report (bug_type 309): the one-line JSON header, then the body with
+/// the process, OS version, faulting thread and its frames (`imageOffset` into
+/// `usedImages`, one image per distinct name, all based at 4 GiB).
+pub fn render_ips(r: &RtReport) -> String {
+    use serde_json::{Value, json};
+    let mut images: Vec<&str> = Vec::new();
+    let frames: Vec<Value> = r
+        .frames()
+        .iter()
+        .map(|f| {
+            let idx = match images.iter().position(|n| *n == f.image.0) {
+                Some(i) => i,
+                None => {
+                    images.push(&f.image.0);
+                    images.len() - 1
+                }
+            };
+            json!({
+                "imageOffset": f.addr,
+                "imageIndex": idx,
+                "symbol": f.symbol.0,
+                "symbolLocation": f.offset,
+            })
+        })
+        .collect();
+    let used: Vec<Value> = images
+        .iter()
+        .map(|n| json!({"base": 0x1_0000_0000u64, "size": 0x1_0000_0000u64, "name": n, "source": "P"}))
+        .collect();
+    let header = json!({
+        "app_name": r.process.0,
+        "bug_type": "309",
+        "os_version": format!("macOS 26.2 ({})", r.build()),
+        "name": r.process.0,
+        "incident_id": "A7F3C2E1-9B4D-4C5E-8F6A-1B2C3D4E5F60",
+    });
+    let body = json!({
+        "bug_type": "309",
+        "pid": r.pid,
+        "procName": r.process.0,
+        "procPath": format!("/usr/local/bin/{}", r.process.0),
+        "cpuType": "ARM-64",
+        "osVersion": {"train": "macOS 26.2", "build": r.build(), "releaseType": "User"},
+        "exception": {"type": "EXC_BAD_ACCESS", "signal": "SIGSEGV", "message": r.message.0},
+        "faultingThread": 0,
+        "threads": [{"id": 1120381, "triggered": true, "frames": frames}],
+        "usedImages": used,
+    });
+    let body = serde_json::to_string_pretty(&body).unwrap_or_default();
+    format!("{header}\n{body}\n")
+}
+
+/// A `sample` report: the call graph of one thread, outermost frame first, each frame
+/// one level deeper with the same sample count (so the heaviest path is the stack).
+pub fn render_sample(r: &RtReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Analysis of sampling {} (pid {}) every 1 millisecond",
+        r.process.0, r.pid
+    );
+    let _ = writeln!(s, "Process:         {} [{}]", r.process.0, r.pid);
+    let _ = writeln!(s, "Path:            /usr/local/bin/{}", r.process.0);
+    let _ = writeln!(s, "Code Type:       ARM64");
+    let _ = writeln!(s, "OS Version:      macOS 26.2 ({})", r.build());
+    let _ = writeln!(s, "Analysis Tool:   /usr/bin/sample");
+    let _ = writeln!(s, "----");
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Call graph:");
+    let _ = writeln!(
+        s,
+        "    2519 Thread_1048576   DispatchQueue_1: com.apple.main-thread  (serial)"
+    );
+    for (depth, f) in r.frames().iter().rev().enumerate() {
+        let _ = writeln!(
+            s,
+            "    +{} 2519 {}  (in {}) + {}  [{:#x}]",
+            "  ".repeat(depth),
+            f.symbol.0,
+            f.image.0,
+            f.offset,
+            f.address()
+        );
+    }
+    let _ = writeln!(s);
+    s
+}
+
 /// `log show` default-style rows (with the header line).
 pub fn render_log(r: &RtReport) -> String {
     let mut s = String::from(
@@ -340,6 +430,47 @@ pub fn check(r: &RtReport) {
         "crashlog_roundtrip: .crash OS build\n{text}"
     );
     check_frames(".crash", &text, r.frames(), crashed_frames(&c), true);
+
+    // .ips (bug_type 309).
+    let text = render_ips(r);
+    let i = parse::parse_ips(text.as_bytes())
+        .unwrap_or_else(|e| panic!("crashlog_roundtrip: .ips refused: {e}\n{text}"));
+    assert_eq!(
+        (
+            i.process.name.as_deref(),
+            i.process.pid,
+            i.bug_type.as_deref()
+        ),
+        (
+            Some(r.process.0.as_str()),
+            Some(u32::from(r.pid)),
+            Some("309")
+        ),
+        "crashlog_roundtrip: .ips process\n{text}"
+    );
+    assert_eq!(
+        i.os.build.as_deref(),
+        Some(r.build().as_str()),
+        "crashlog_roundtrip: .ips OS build\n{text}"
+    );
+    assert_eq!(
+        i.exception.as_ref().and_then(|e| e.message.as_deref()),
+        Some(r.message.0.as_str()),
+        "crashlog_roundtrip: .ips exception message\n{text}"
+    );
+    check_frames(".ips", &text, r.frames(), crashed_frames(&i), true);
+
+    // sample call graph.
+    let text = render_sample(r);
+    let h = parse::parse_spindump(text.as_bytes())
+        .unwrap_or_else(|e| panic!("crashlog_roundtrip: sample refused: {e}\n{text}"));
+    assert_eq!(
+        (h.process.name.as_deref(), h.process.pid),
+        (Some(r.process.0.as_str()), Some(u32::from(r.pid))),
+        "crashlog_roundtrip: sample process\n{text}"
+    );
+    let t = h.threads.first().map_or(&[][..], |t| t.frames.as_slice());
+    check_frames("sample", &text, r.frames(), t, true);
 
     // log show rows.
     let rows = log_rows(r);

@@ -643,6 +643,68 @@ fn panic_policy_panics_with_a_kernel_panic_line() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "backtrace capture is slow/unsupported under Miri")]
+fn backtraces_are_recorded_when_asked() {
+    let c = Cache::builder("t.bt", 64)
+        .mode(Mode::AUDIT)
+        .policy(Policy::Report)
+        .audit_options(AuditOptions {
+            backtraces: true,
+            timestamps: true,
+            ..AuditOptions::default()
+        })
+        .build()
+        .unwrap();
+    let p = c.alloc().unwrap();
+    c.try_free(p.as_ptr()).unwrap();
+    let FreeError::Audit(r) = c.try_free(p.as_ptr()).unwrap_err() else {
+        panic!()
+    };
+    let f = r.last_free.unwrap();
+    assert!(f.backtrace.is_some_and(|b| !b.is_empty()));
+    assert!(f.timestamp_ms > 0);
+    assert!(f.seq >= 2, "alloc then free on this thread");
+}
+
+/// Runs the Abort policy in a child test process (abort would kill this one).
+#[test]
+fn abort_policy_prints_the_panic_line_and_aborts() {
+    if std::env::var_os("ALLOC_CORE_ABORT_CHILD").is_some() {
+        let c = Cache::builder("t.abort", 64)
+            .mode(Mode::AUDIT)
+            .policy(Policy::Abort)
+            .build()
+            .unwrap();
+        let p = c.alloc().unwrap();
+        let _ = c.try_free(p.as_ptr());
+        let _ = c.try_free(p.as_ptr());
+        unreachable!("abort policy returned");
+    }
+    #[cfg(not(miri))]
+    {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "tests::unit::abort_policy_prints_the_panic_line_and_aborts",
+                "--nocapture",
+            ])
+            .env("ALLOC_CORE_ABORT_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                "): skmem_slab_free_locked: attempt to free invalid or already-freed obj 0x"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("panic(cpu "), "{err}");
+    }
+}
+
+#[test]
 fn production_double_free_caught_at_the_slab_layer() {
     // Like XNU: without magazines the free goes straight to the slab layer, whose hash
     // lookup fails for an object already free.
@@ -902,4 +964,181 @@ fn audit_fast_path_catches_write_after_free() {
     c.try_free(q.as_ptr()).unwrap();
     assert_eq!(c.outstanding(), 0);
     check(&c);
+}
+
+/// Random operation sequences against a model of the live set: every hand-out is distinct,
+/// every misuse is reported and changes nothing, and the slab invariants hold throughout.
+#[test]
+fn random_operations_agree_with_a_model() {
+    let ops = if cfg!(miri) { 400 } else { 20_000 };
+    for seed in 1..=3u64 {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let caches = [
+            Cache::builder("t.model.a", 40)
+                .mode(Mode::AUDIT | Mode::DYNAMIC)
+                .policy(Policy::Report)
+                .slab_size(512)
+                .magtypes(&[
+                    MagType {
+                        magsize: 2,
+                        minbuf: 0,
+                        maxbuf: 1024,
+                    },
+                    MagType {
+                        magsize: 5,
+                        minbuf: 0,
+                        maxbuf: 0,
+                    },
+                ])
+                .build()
+                .unwrap(),
+            Cache::builder("t.model.b", 200)
+                .mode(Mode::AUDIT | Mode::BATCH)
+                .policy(Policy::Report)
+                .build()
+                .unwrap(),
+        ];
+        let mut live: [Vec<NonNull<u8>>; 2] = [Vec::new(), Vec::new()];
+        let mut freed: [Vec<NonNull<u8>>; 2] = [Vec::new(), Vec::new()];
+        for step in 0..ops {
+            let k = rnd(2) as usize;
+            let c = &caches[k];
+            match rnd(100) {
+                0..=39 => {
+                    let p = c.alloc().unwrap();
+                    assert!(
+                        !live[k].contains(&p),
+                        "seed {seed} step {step}: handed out twice"
+                    );
+                    freed[k].retain(|&q| q != p);
+                    live[k].push(p);
+                }
+                40..=44 => {
+                    let mut v = Vec::new();
+                    let n = c.alloc_batch(rnd(8) as usize + 1, &mut v).unwrap();
+                    assert_eq!(n, v.len());
+                    for p in v {
+                        assert!(!live[k].contains(&p));
+                        freed[k].retain(|&q| q != p);
+                        live[k].push(p);
+                    }
+                }
+                45..=84 if !live[k].is_empty() => {
+                    let i = rnd(live[k].len() as u64) as usize;
+                    let p = live[k].swap_remove(i);
+                    c.try_free(p.as_ptr()).unwrap();
+                    freed[k].push(p);
+                }
+                85..=89 if !freed[k].is_empty() => {
+                    let i = rnd(freed[k].len() as u64) as usize;
+                    let p = freed[k][i];
+                    let e = c.try_free(p.as_ptr()).unwrap_err();
+                    assert!(
+                        matches!(e.name(), "double-free" | "invalid-free"),
+                        "seed {seed} step {step}: {e}"
+                    );
+                }
+                90..=91 if !live[1 - k].is_empty() => {
+                    let p = live[1 - k][0];
+                    let FreeError::Audit(r) = c.try_free(p.as_ptr()).unwrap_err() else {
+                        panic!()
+                    };
+                    assert!(matches!(r.kind, ReportKind::InvalidFree(_)));
+                }
+                92 => c.purge(),
+                93 => c.update(),
+                94 => c.reap_now(rnd(2) == 0),
+                95 => c.resize(),
+                96 => c.reap(),
+                _ => {}
+            }
+            if step % 97 == 0 {
+                check(c);
+                assert_eq!(
+                    c.outstanding(),
+                    live[k].len() as u64,
+                    "seed {seed} step {step}"
+                );
+            }
+        }
+        for (k, c) in caches.into_iter().enumerate() {
+            for p in live[k].drain(..) {
+                c.try_free(p.as_ptr()).unwrap();
+            }
+            check(&c);
+            assert!(c.take_reports().is_empty());
+            c.destroy().unwrap();
+        }
+    }
+}
+
+/// The same model in production mode (no misuse): distinct hand-outs, accounting, slabs.
+#[test]
+fn random_production_operations_agree_with_a_model() {
+    let ops = if cfg!(miri) { 400 } else { 20_000 };
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let c = Cache::builder("t.model.prod", 24)
+        .mode(Mode::DYNAMIC | Mode::BATCH)
+        .slab_size(256)
+        .magtypes(&[
+            MagType {
+                magsize: 3,
+                minbuf: 0,
+                maxbuf: 1024,
+            },
+            MagType {
+                magsize: 7,
+                minbuf: 0,
+                maxbuf: 0,
+            },
+        ])
+        .build()
+        .unwrap();
+    let mut live: Vec<NonNull<u8>> = Vec::new();
+    for step in 0..ops {
+        match rnd(100) {
+            0..=44 => {
+                let p = c.alloc().unwrap();
+                assert!(!live.contains(&p), "step {step}: handed out twice");
+                live.push(p);
+            }
+            45..=49 => {
+                let mut v = Vec::new();
+                c.alloc_batch(rnd(10) as usize + 1, &mut v).unwrap();
+                for p in v {
+                    assert!(!live.contains(&p));
+                    live.push(p);
+                }
+            }
+            50..=94 if !live.is_empty() => {
+                let i = rnd(live.len() as u64) as usize;
+                free(&c, live.swap_remove(i));
+            }
+            95 => c.purge(),
+            96 => c.update(),
+            97 => c.reap_now(false),
+            98 => c.resize(),
+            _ => c.reap(),
+        }
+        if step % 89 == 0 {
+            check(&c);
+            assert_eq!(c.outstanding(), live.len() as u64, "step {step}");
+        }
+    }
+    for p in live {
+        free(&c, p);
+    }
+    c.destroy().unwrap();
 }

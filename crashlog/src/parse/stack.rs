@@ -153,6 +153,9 @@ fn numbered_threads(text: &str) -> Vec<Thread> {
     let mut cur: Vec<&str> = Vec::new();
     let mut cur_index: Option<u32> = None;
     let mut prev_plus = false;
+    // `… [inlined]` then the same index again: the next frame of one inline chain
+    // (symbolicated reports), not a new thread.
+    let mut prev_inlined = false;
     let flush = |idx: Option<u32>, toks: &mut Vec<&str>, frames: &mut Vec<Frame>| {
         if let Some(i) = idx {
             if let Some(f) = frame_from_tokens(i, toks) {
@@ -171,6 +174,9 @@ fn numbered_threads(text: &str) -> Vec<Thread> {
         };
         let expected = cur_index.map_or(0, |i| i + 1);
         match as_idx {
+            Some(v) if prev_inlined && Some(v) == cur_index => {
+                flush(cur_index, &mut cur, &mut frames);
+            }
             Some(v) if cur_index.is_none() || v == expected || (v == 0 && !cur.is_empty()) => {
                 flush(cur_index, &mut cur, &mut frames);
                 if v == 0 && !frames.is_empty() {
@@ -184,6 +190,7 @@ fn numbered_threads(text: &str) -> Vec<Thread> {
             _ => cur.push(tok),
         }
         prev_plus = tok == "+";
+        prev_inlined = tok == "[inlined]";
     }
     flush(cur_index, &mut cur, &mut frames);
     if !frames.is_empty() {

@@ -108,7 +108,12 @@ pub(crate) fn file_line(s: &str) -> Option<(String, u32)> {
 /// `symbol + 123 (file.m:16)`, `symbol (file.m:16)` or `symbol`. Trailing annotations
 /// (`<- crash`) after the offset are dropped.
 pub(crate) fn frame_rest(rest: &str, frame: &mut Frame) {
-    let rest = rest.trim();
+    let mut rest = rest.trim();
+    // `fold16 (tunnel.c:5) [inlined]`: an inlined frame (symbolicated text reports).
+    if let Some(r) = rest.strip_suffix("[inlined]") {
+        frame.inline = true;
+        rest = r.trim_end();
+    }
     if rest.is_empty() {
         return;
     }
