@@ -547,3 +547,28 @@ fn signature_verb_shows_skipped_frames_and_reasons() {
     assert!(out.contains("C++ terminate handler"), "{out}");
     assert!(out.contains("known issue: -"), "{out}");
 }
+
+#[test]
+fn every_parser_sample_and_conformance_fixture_triages_without_panicking() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let conformance = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    let t = triage(&[data, conformance]);
+    assert!(t.reports.len() > 30, "{}", t.reports.len());
+    // Every report gets a signature and a cluster; only the deliberately bad samples fail.
+    for r in &t.reports {
+        assert!(!r.signature.is_empty() && r.cluster.len() == 16, "{r:?}");
+    }
+    let failed: BTreeSet<String> = t
+        .errors
+        .iter()
+        .filter(|e| e.source.contains("/tests/data/"))
+        .map(|e| e.source.rsplit('/').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        failed,
+        BTreeSet::from([
+            "malformed-truncated.ips".to_string(),
+            "not-a-report.txt".to_string()
+        ])
+    );
+}

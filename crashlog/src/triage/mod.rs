@@ -6,7 +6,7 @@
 //! `crashlog triage` prints ([`output`]) — JSON contract `crashlog.triage.v1`, see
 //! [`crate::json_schema`].
 //!
-//! Layers, each usable alone: [`template`] (message templates), [`signature`] (per
+//! Layers, each usable alone: [`template`] (message templates), [`signature`](mod@signature) (per
 //! report, with the skipped frames and why), [`cluster`] (exact buckets + PDM
 //! near-duplicates, stable ids), [`rules`] (the TOML knowledge base and skip rules),
 //! [`kb`] (known-issue matching with evidence), [`findings`] (streaming log detectors),
