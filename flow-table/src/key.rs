@@ -30,7 +30,9 @@ pub const FK_HASH_SEED: u32 = 0xabcd;
 pub const FLOW_KEY_LEN: usize = 48;
 
 /// The seven named flow masks, in the flow manager's lookup order (most specific first).
+/// The discriminant is the lookup-order index (tables below are indexed by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum FlowMask {
     /// `FKMASK_5TUPLE` (0x3F).
     FiveTuple,
@@ -100,11 +102,23 @@ impl FlowMask {
         }
     }
 
-    /// The 48-byte byte mask (`fk_mask_5tuple` …) as six little-endian words.
+    /// The 48-byte byte mask (`fk_mask_5tuple` …) as six little-endian words (a table
+    /// lookup: this is on every flow lookup's path).
     const fn word_mask(self) -> [u64; 6] {
-        word_mask_for_bits(self.bits())
+        WORD_MASKS[self as usize]
     }
 }
+
+/// [`FlowMask::word_mask`] for each mask, indexed by the discriminant.
+const WORD_MASKS: [[u64; 6]; 7] = {
+    let mut t = [[0u64; 6]; 7];
+    let mut i = 0;
+    while i < 7 {
+        t[i] = word_mask_for_bits(FlowMask::LOOKUP_ORDER[i].bits());
+        i += 1;
+    }
+    t
+};
 
 const fn word_mask_for_bits(bits: u16) -> [u64; 6] {
     let mut w0: u64 = bits as u64; // fk_mask itself participates, masked by its own bits
@@ -353,6 +367,25 @@ mod tests {
             assert_eq!(FlowMask::from_bits(m.bits()), Some(*m));
         }
         assert_eq!(FlowMask::from_bits(0x3E), None);
+    }
+
+    #[test]
+    fn discriminants_index_the_word_mask_table() {
+        for (i, m) in FlowMask::LOOKUP_ORDER.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+            assert_eq!(m.word_mask(), word_mask_for_bits(m.bits()));
+        }
+        assert_eq!(
+            FlowMask::FiveTuple.word_mask(),
+            [
+                0xffff_ffff_ffff_003f,
+                u64::MAX,
+                u64::MAX,
+                u64::MAX,
+                u64::MAX,
+                0
+            ]
+        );
     }
 
     #[test]

@@ -124,9 +124,6 @@ pub fn model_size(r: &Report) -> ModelSize {
 /// # Panics
 /// When an oracle fails (that is the finding).
 pub fn run(family: Family, data: &[u8]) {
-    if known_bug_input(family, data) {
-        return;
-    }
     let reports = family.parse(data);
     assert!(
         reports.len() <= data.len() + 1,
@@ -141,23 +138,6 @@ pub fn run(family: Family, data: &[u8]) {
     if family == Family::Log {
         check_log_chunking(data);
     }
-}
-
-/// Inputs that would only rediscover a known, unfixed bug of crashlog
-/// (`fuzz/known-bugs/README.md`), skipped unless `FLOWSLAB_FUZZ_KNOWN_BUGS=fail`:
-///
-/// * KB-2: the spindump parser sums the top-level call-graph sample counts with a plain
-///   `sum::<u64>()` (spindump.rs), which overflows (a panic in debug builds) on huge
-///   counts. Skipped: spindump / auto inputs with a run of 18 or more digits.
-pub fn known_bug_input(family: Family, data: &[u8]) -> bool {
-    if crate::known_bugs_fail() || !matches!(family, Family::Spindump | Family::Auto) {
-        return false;
-    }
-    let mut run = 0;
-    data.iter().any(|b| {
-        run = if b.is_ascii_digit() { run + 1 } else { 0 };
-        run >= 18
-    })
 }
 
 fn check_bounded(family: Family, len: usize, r: &Report) {
