@@ -209,16 +209,7 @@ fn triage_one(rules: &Rules, source: &str, input: &str, r: &Report) -> TriagedRe
         cluster: String::new(),
         known_issue: m.as_ref().map(|m| m.id.clone()),
         evidence: m.map(|m| m.evidence).unwrap_or_default(),
-        os: r
-            .os
-            .raw
-            .clone()
-            .or_else(|| match (&r.os.name, &r.os.version, &r.os.build) {
-                (Some(n), Some(v), Some(b)) => Some(format!("{n} {v} ({b})")),
-                (Some(n), Some(v), None) => Some(format!("{n} {v}")),
-                (_, _, Some(b)) => Some(b.clone()),
-                _ => None,
-            }),
+        os: os_text(&r.os),
         process: r
             .process
             .name
@@ -229,6 +220,23 @@ fn triage_one(rules: &Rules, source: &str, input: &str, r: &Report) -> TriagedRe
         frames: sig.frames.clone(),
         detail: sig,
         input: input.to_string(),
+    }
+}
+
+/// `macOS 26.3 (25D2128)`; a version that only repeats the build (panics write
+/// `macOS version: 25D2128`) is dropped: `macOS (25D2128)`.
+fn os_text(os: &crate::model::Os) -> Option<String> {
+    let version = os
+        .version
+        .as_deref()
+        .filter(|v| Some(*v) != os.build.as_deref());
+    match (os.name.as_deref(), version, os.build.as_deref()) {
+        (Some(n), Some(v), Some(b)) => Some(format!("{n} {v} ({b})")),
+        (Some(n), Some(v), None) => Some(format!("{n} {v}")),
+        (Some(n), None, Some(b)) => Some(format!("{n} ({b})")),
+        (None, Some(v), Some(b)) => Some(format!("{v} ({b})")),
+        (None, None, Some(b)) => Some(b.to_string()),
+        _ => os.raw.clone(),
     }
 }
 
