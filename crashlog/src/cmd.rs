@@ -304,6 +304,8 @@ pub struct TriageCommand {
     pub rules: Vec<PathBuf>,
     /// Hide clusters and findings with fewer entries.
     pub min_count: usize,
+    /// Binaries and debug info to symbolicate with before signing (`--symbols`).
+    pub symbols: Vec<PathBuf>,
 }
 
 /// What `crashlog triage` found, for the exit status.
@@ -349,12 +351,25 @@ pub fn run_triage(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<TriageOutcome> {
-    let mut t = crate::triage::triage_paths(
-        rules,
-        &cmd.paths,
-        &crate::triage::TriageOptions::default(),
-        progress,
-    );
+    let symbols = if cmd.symbols.is_empty() {
+        None
+    } else {
+        match load_store(&cmd.symbols, err) {
+            Ok(store) => Some(std::sync::Arc::new(store)),
+            Err(e) => return Err(io::Error::other(format!("--symbols: {e}"))),
+        }
+    };
+    let opts = crate::triage::TriageOptions {
+        symbols,
+        ..Default::default()
+    };
+    let mut t = crate::triage::triage_paths(rules, &cmd.paths, &opts, progress);
+    for p in &t.symbol_problems {
+        writeln!(
+            err,
+            "crashlog: warning: {p}; its frames are left as they were"
+        )?;
+    }
     crate::triage::output::apply_min_count(&mut t, cmd.min_count);
     for e in &t.errors {
         let sep = if e.message.starts_with(|c: char| c.is_ascii_digit()) {

@@ -59,6 +59,7 @@ enum Command {
         crashlog triage ~/Library/Logs/DiagnosticReports\n  \
         crashlog triage sysdiagnose_2026.03.30_14-11-23+0300.tar.gz --format markdown\n  \
         crashlog triage reports/ logs/ --rules my-issues.toml --min-count 2\n  \
+        crashlog triage field-reports/ --symbols build/MyTunnel.dSYM --symbols build/\n  \
         crashlog triage crashlog/samples --format json | jq '.clusters[] | {id, count, known_issue}'")]
     Triage {
         /// Files, directories and archives to read.
@@ -74,6 +75,11 @@ enum Command {
         /// Hide clusters and findings with fewer than N entries.
         #[arg(long, value_name = "N", default_value_t = 1)]
         min_count: usize,
+        /// Binaries, dSYMs and debug files (files or directories; repeatable): reports are
+        /// symbolicated before their signatures are computed, so unsymbolicated and
+        /// symbolicated copies of one crash cluster together.
+        #[arg(long, value_name = "PATH")]
+        symbols: Vec<PathBuf>,
     },
     /// Print the signature of each report, with the frames skipped and why.
     ///
@@ -248,6 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             rules,
             min_count,
+            symbols,
         } => {
             let kb = crashlog::cmd::load_rules(&rules)?;
             let cmd = crashlog::cmd::TriageCommand {
@@ -255,6 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 format: format.into(),
                 rules,
                 min_count,
+                symbols,
             };
             let stdout = io::stdout();
             let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());

@@ -1019,3 +1019,62 @@ Full Report\n\
     want.push(("start".into(), "".into(), 0, false));
     assert_eq!(crashed_frames(&r), want);
 }
+
+/// Issue 5: `crashlog triage --symbols` symbolicates before signing, so an unsymbolicated
+/// crash lands in the cluster of its already-symbolicated twin (and without symbols the
+/// two stay apart, which is what makes the flag necessary).
+#[test]
+fn triage_with_symbols_clusters_the_unsymbolicated_crash_with_its_twin() {
+    let Some(fx) = Fixture::new() else { return };
+    let reports = tempfile::tempdir().unwrap();
+    std::fs::write(
+        reports.path().join("tunnel-raw.crash"),
+        fx.crash_text(&fx.build_id),
+    )
+    .unwrap();
+    std::fs::write(reports.path().join("tunnel-twin.crash"), fx.crash_twin()).unwrap();
+    let clusters = |with_symbols: bool| -> Vec<(String, u64)> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crashlog"));
+        cmd.arg("triage")
+            .arg(reports.path())
+            .args(["--format", "json"]);
+        if with_symbols {
+            cmd.arg("--symbols").arg(&fx.bin);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["signature"].as_str().unwrap().to_owned(),
+                    c["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let apart = clusters(false);
+    assert_eq!(apart.len(), 2, "without symbols: {apart:?}");
+    let together = clusters(true);
+    assert_eq!(together.len(), 1, "with symbols: {together:?}");
+    assert_eq!(together[0].1, 2);
+    assert!(together[0].0.contains("handle_packet"), "{together:?}");
+
+    // A --symbols path that does not exist is a usage error naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_crashlog"))
+        .arg("triage")
+        .arg(reports.path())
+        .args(["--symbols", "/nonexistent/symbols"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/symbols"));
+}

@@ -142,6 +142,9 @@ pub struct Triage {
     pub files: usize,
     /// Log entries scanned.
     pub log_entries: u64,
+    /// Symbolication problems (`--symbols`), once per image and kind, as
+    /// `source: image …: message [name]`; the frames concerned were left as they were.
+    pub symbol_problems: Vec<String>,
 }
 
 impl Triage {
@@ -152,10 +155,14 @@ impl Triage {
 }
 
 /// Options of a triage run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct TriageOptions {
     /// How files are read.
     pub load: LoadOptions,
+    /// Binaries and debug info (`--symbols`): when set, every report is symbolicated
+    /// before its signature is computed, so an unsymbolicated copy of a crash and its
+    /// symbolicated twin get the same signature and cluster together.
+    pub symbols: Option<std::sync::Arc<crashlog_symbols::SymbolStore>>,
 }
 
 /// Progress callbacks (the CLI draws a bar on a terminal).
@@ -183,6 +190,7 @@ struct Part {
     errors: Vec<TriageError>,
     files: usize,
     log_entries: u64,
+    symbol_problems: Vec<String>,
 }
 
 impl Part {
@@ -241,9 +249,24 @@ fn os_text(os: &crate::model::Os) -> Option<String> {
 }
 
 /// Add the reports parsed from one input (logs inside them are scanned for findings).
-fn add_reports(rules: &Rules, part: &mut Part, source: &str, input: &str, reports: &[Report]) {
+fn add_reports(
+    rules: &Rules,
+    opts: &TriageOptions,
+    part: &mut Part,
+    source: &str,
+    input: &str,
+    reports: &[Report],
+) {
     for r in reports {
-        if r.kind == ReportKind::Log {
+        let symbols = opts.symbols.as_ref().filter(|_| r.kind != ReportKind::Log);
+        if let Some(store) = symbols {
+            let mut r = r.clone();
+            let outcome = crate::symbolicate::symbolicate_report(&mut r, store);
+            for p in &outcome.problems {
+                part.symbol_problems.push(format!("{source}: {p}"));
+            }
+            part.reports.push(triage_one(rules, source, input, &r));
+        } else if r.kind == ReportKind::Log {
             let mut sc = LogScanner::new(rules, source, input);
             for e in &r.log {
                 sc.feed(e);
@@ -361,7 +384,7 @@ fn stream_into(
         return;
     }
     match parse::parse(&bytes, lo.format) {
-        Ok(rs) => add_reports(rules, part, source, input, &rs),
+        Ok(rs) => add_reports(rules, opts, part, source, input, &rs),
         Err(_) if is_empty_log(&bytes) => {}
         Err(e) => part.error(source, &LoadError::Parse { path, source: e }),
     }
@@ -420,7 +443,7 @@ fn triage_file(rules: &Rules, opts: &TriageOptions, path: &Path) -> Part {
             Err(e) => part.error(&source, &e),
         },
         Ok(false) => match load::load_file(path, &opts.load) {
-            Ok(rs) => add_reports(rules, &mut part, &source, &input, &rs),
+            Ok(rs) => add_reports(rules, opts, &mut part, &source, &input, &rs),
             Err(e) if is_empty_log_file(path) => drop(e),
             Err(e) => part.error(&source, &e),
         },
@@ -456,6 +479,7 @@ pub fn triage_paths(
         all.errors.extend(p.errors);
         all.files += p.files;
         all.log_entries += p.log_entries;
+        all.symbol_problems.extend(p.symbol_problems);
     }
     finish(rules, all)
 }
@@ -479,7 +503,14 @@ pub fn triage_reports(rules: &Rules, inputs: Vec<(String, Vec<Report>)>) -> Tria
     let mut part = Part::default();
     for (source, reports) in &inputs {
         part.files += 1;
-        add_reports(rules, &mut part, source, source, reports);
+        add_reports(
+            rules,
+            &TriageOptions::default(),
+            &mut part,
+            source,
+            source,
+            reports,
+        );
     }
     finish(rules, part)
 }
@@ -600,6 +631,12 @@ fn finish(rules: &Rules, mut part: Part) -> Triage {
         errors: part.errors,
         files: part.files,
         log_entries: part.log_entries,
+        symbol_problems: {
+            let mut v = part.symbol_problems;
+            v.sort();
+            v.dedup();
+            v
+        },
     }
 }
 
