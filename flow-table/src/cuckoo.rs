@@ -45,9 +45,10 @@
 //! 3. readers dereference slot pointers only while pinned, and only for as long as the
 //!    guard (and the table borrow) lives.
 //!
-//! The unit tests at the end of this file run under Miri (`cargo +nightly miri test -p
-//! flow-table cuckoo`), and the loom models in `tests/loom_cuckoo.rs` explore lookups
-//! racing moves, resizes and removals.
+//! The unit tests at the end of this file run under Miri (`MIRIFLAGS="-Zmiri-tree-borrows
+//! -Zmiri-permissive-provenance -Zmiri-ignore-leaks" cargo +nightly miri test -p flow-table
+//! --lib cuckoo`; the flags are for `crossbeam-epoch`'s own internals), and the loom models
+//! in `tests/loom_cuckoo.rs` explore lookups racing moves, resizes and removals.
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;

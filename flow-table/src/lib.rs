@@ -48,7 +48,8 @@
 //! `unsafe` is denied crate-wide except in [`cuckoo`], whose lock-free lookups turn slot
 //! pointers back into references under an epoch pin (`crossbeam-epoch`); its module docs
 //! state the invariants, each block has a `SAFETY` comment, and its unit tests run under
-//! Miri (`cargo +nightly miri test -p flow-table --lib cuckoo`). Every lock and atomic comes
+//! Miri (`cargo +nightly miri test -p flow-table --lib cuckoo`, with the `MIRIFLAGS` the
+//! crate README gives for `crossbeam-epoch`). Every lock and atomic comes
 //! from the private `sync` shim, which switches to loom under `--cfg loom`; the loom
 //! models in `src/tests/loom_*.rs` cover retain/release racing teardown, cuckoo moves,
 //! resizes and removals racing lock-free lookups, owner-limit waiters, flow divert group teardown and failover,
