@@ -166,10 +166,31 @@ impl AuditSlab {
 /// nobody else may access those bytes during the call.
 #[inline]
 pub(crate) unsafe fn fill(p: *mut u8, len: usize, pattern: u64) {
-    let words = p.cast::<u64>();
-    for i in 0..len / 8 {
-        // SAFETY: i * 8 < len, so the word is inside the caller's valid, aligned range.
-        unsafe { words.add(i).write(pattern) };
+    // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for writes
+    // and used by nobody else during this call; `[u64; 8]` has `u64`'s alignment, so the
+    // whole 64-byte lines and the odd words after them split that range exactly.
+    let (lines, tail) = unsafe { split_lines_mut(p, len) };
+    // One cache line per step in wide stores, then the odd words.
+    for l in lines {
+        *l = [pattern; 8];
+    }
+    tail.fill(pattern);
+}
+
+/// The `len` bytes at `p` as whole 64-byte lines followed by the remaining words.
+///
+/// # Safety
+/// As for [`fill`]; the returned slices must not outlive the caller's exclusive use.
+#[inline(always)]
+unsafe fn split_lines_mut<'a>(p: *mut u8, len: usize) -> (&'a mut [[u64; 8]], &'a mut [u64]) {
+    let whole = len / 64;
+    // SAFETY: per this function's contract `p..p + len` is valid, 8-aligned and exclusively
+    // ours; the two ranges are disjoint and together cover `len / 8` words.
+    unsafe {
+        (
+            std::slice::from_raw_parts_mut(p.cast::<[u64; 8]>(), whole),
+            std::slice::from_raw_parts_mut(p.add(whole * 64).cast::<u64>(), (len % 64) / 8),
+        )
     }
 }
 
@@ -180,24 +201,34 @@ pub(crate) unsafe fn fill(p: *mut u8, len: usize, pattern: u64) {
 /// As for [`fill`], with reads instead of writes.
 #[inline]
 pub(crate) unsafe fn verify(p: *const u8, len: usize, pattern: u64) -> Option<(usize, u64)> {
-    let words = p.cast::<u64>();
-    // Branch-free pass first (vectorises); locate the word only on a mismatch.
-    let mut diff = 0u64;
-    for i in 0..len / 8 {
-        // SAFETY: i * 8 < len, so the word is inside the caller's valid, aligned range.
-        diff |= unsafe { words.add(i).read() } ^ pattern;
+    let whole = len / 64;
+    // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for reads
+    // and written by nobody else during this call; `[u64; 8]` has `u64`'s alignment, and
+    // the lines, the odd words after them, and all words each lie inside that range.
+    let (lines, tail, words) = unsafe {
+        (
+            std::slice::from_raw_parts(p.cast::<[u64; 8]>(), whole),
+            std::slice::from_raw_parts(p.add(whole * 64).cast::<u64>(), (len % 64) / 8),
+            std::slice::from_raw_parts(p.cast::<u64>(), len / 8),
+        )
+    };
+    // Branch-free pass first, one cache line per step; locate the word only on a mismatch.
+    let mut acc = [0u64; 8];
+    for l in lines {
+        for (a, w) in acc.iter_mut().zip(l) {
+            *a |= w ^ pattern;
+        }
     }
+    let diff = tail
+        .iter()
+        .fold(acc.iter().fold(0, |d, a| d | a), |d, w| d | (w ^ pattern));
     if diff == 0 {
         return None;
     }
-    for i in 0..len / 8 {
-        // SAFETY: i * 8 < len, so the word is inside the caller's valid, aligned range.
-        let w = unsafe { words.add(i).read() };
-        if w != pattern {
-            return Some((i * 8, w));
-        }
-    }
-    None
+    words
+        .iter()
+        .position(|&w| w != pattern)
+        .and_then(|i| Some((i * 8, *words.get(i)?)))
 }
 
 /// Milliseconds of uptime from a coarse monotonic clock (`bc_timestamp`'s unit).
@@ -225,5 +256,37 @@ pub(crate) fn uptime_ms() -> u64 {
         static START: OnceLock<Instant> = OnceLock::new();
         let start = *START.get_or_init(Instant::now);
         u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod poison_tests {
+    use super::{FREE_PATTERN, fill, verify};
+
+    /// Every object length the line/word split can produce (less than one line, exactly
+    /// one, lines plus odd words): fill then verify is clean, and a change to any single
+    /// word is found at that word's offset with the value written.
+    #[test]
+    fn fill_and_verify_find_every_modified_word() {
+        for words in [1usize, 3, 8, 9, 15, 16, 17, 24] {
+            let mut buf = vec![0u64; words];
+            let len = words * 8;
+            let p = buf.as_mut_ptr().cast::<u8>();
+            // SAFETY: `buf` is `len` bytes of 8-aligned words, used only through `p` here.
+            unsafe { fill(p, len, FREE_PATTERN) };
+            assert!(buf.iter().all(|&w| w == FREE_PATTERN));
+            // SAFETY: as above.
+            assert_eq!(unsafe { verify(p, len, FREE_PATTERN) }, None);
+            for i in 0..words {
+                let p = buf.as_mut_ptr();
+                // SAFETY: `i < words`, inside `buf`.
+                unsafe { p.add(i).write(0x41) };
+                // SAFETY: as above.
+                let found = unsafe { verify(p.cast::<u8>(), len, FREE_PATTERN) };
+                assert_eq!(found, Some((i * 8, 0x41)), "{words} words, word {i}");
+                // SAFETY: as above.
+                unsafe { p.add(i).write(FREE_PATTERN) };
+            }
+        }
     }
 }

@@ -920,8 +920,9 @@ impl Inner {
 /// as a value).
 pub struct Cache {
     pub(crate) inner: Arc<Inner>,
-    /// `inner.id`, kept here to save a dependent load on the fast path.
-    id: usize,
+    /// `inner.id` as a fast-index entry ([`cpu::fast_index`]), kept here to save a dependent
+    /// load on the fast path.
+    id: u8,
     done: bool,
 }
 
@@ -1008,7 +1009,7 @@ impl Cache {
             }
         }
         Ok(Cache {
-            id: inner.id,
+            id: cpu::fast_index(inner.id),
             inner,
             done: false,
         })
@@ -1070,9 +1071,24 @@ impl Cache {
     #[inline(never)]
     fn alloc_audit(&self, typed: bool) -> Result<NonNull<u8>, AllocError> {
         match self.alloc_audit_fast(typed) {
-            Ok(Some(p)) => return Ok(p),
-            Ok(None) => {}
-            Err(p) => {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => self.alloc_audit_cold(typed, None),
+            Err(p) => self.alloc_audit_cold(typed, Some(p)),
+        }
+    }
+
+    /// Everything [`Self::alloc_audit`]'s fast path declined (kept out of line so the fast
+    /// path stays small). `popped`: an object the fast path popped but could not finish.
+    #[cold]
+    #[inline(never)]
+    fn alloc_audit_cold(
+        &self,
+        typed: bool,
+        popped: Option<*mut u8>,
+    ) -> Result<NonNull<u8>, AllocError> {
+        match popped {
+            None => {}
+            Some(p) => {
                 // Popped, but damaged or outside the radix: the full audit path decides.
                 self.inner.audit_alloc(p, typed)?;
                 return NonNull::new(p).ok_or_else(|| AllocError::OutOfMemory {
@@ -1102,11 +1118,13 @@ impl Cache {
         slot.own.with_mut(|o| {
             // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
             let o = unsafe { &mut *o };
-            if o.rounds <= 0 || o.generation != generation {
+            if o.generation != generation {
                 return None;
             }
-            let r = o.rounds - 1;
-            let p = *o.loaded.as_ref()?.round.get(r as usize)?;
+            // `rounds - 1` as u32: for rounds <= 0 this wraps past any magazine length, so
+            // the one bounds check below also covers "magazine empty / none loaded".
+            let r = o.rounds.wrapping_sub(1);
+            let p = *o.loaded.as_ref()?.round.get(r as u32 as usize)?;
             o.rounds = r;
             o.alloc += 1;
             slot.rounds.store(r, Ordering::Relaxed);
@@ -1129,11 +1147,17 @@ impl Cache {
         slot.own.with_mut(|o| {
             // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
             let o = unsafe { &mut *o };
-            if (o.rounds as u32) >= (o.magsize as u32) || o.generation != generation {
+            if o.generation != generation {
                 return false;
             }
+            // A loaded magazine of the current generation has exactly `magsize` rounds, so
+            // its bounds check is the "full" check; rounds == -1 (none loaded) wraps as u32.
             let r = o.rounds;
-            let Some(slotp) = o.loaded.as_mut().and_then(|m| m.round.get_mut(r as usize)) else {
+            let Some(slotp) = o
+                .loaded
+                .as_mut()
+                .and_then(|m| m.round.get_mut(r as u32 as usize))
+            else {
                 return false;
             };
             *slotp = p.as_ptr();
@@ -1249,6 +1273,14 @@ impl Cache {
         if self.free_audit_fast(addr, typed).is_some() {
             return Ok(());
         }
+        self.free_audit_cold(addr, typed)
+    }
+
+    /// Everything [`Self::free_audit`]'s fast path declined (misuse, full magazine, stale
+    /// generation, destructor), out of line.
+    #[cold]
+    #[inline(never)]
+    fn free_audit_cold(&self, addr: usize, typed: bool) -> Result<(), Box<Report>> {
         let p = match self.inner.audit_free(addr, typed) {
             Ok(p) => p,
             Err(r) => return raise(&r, self.inner.policy),
@@ -1291,6 +1323,7 @@ impl Cache {
     /// caught even while the first copy sits in a magazine and two racing frees cannot both
     /// succeed. It never dereferences `p`: all writes go through the cache's own pointer.
     /// Objects owned by a [`crate::TypedObj`] are refused ([`InvalidReason::OwnedByHandle`]).
+    #[inline]
     pub fn try_free(&self, p: *mut u8) -> Result<(), FreeError> {
         if !self.inner.audit {
             return Err(FreeError::NotAudited {

@@ -138,9 +138,23 @@ impl Drop for TlsEntry {
     }
 }
 
-/// Cache ids below this have their slot pointer directly in the thread-local block (one
-/// dependent load on the fast path); higher ids use the slow path's table only.
-pub(crate) const FAST_SLOTS: usize = 64;
+/// Entries of the fast index: one per possible `u8` index, so indexing it with a `u8` needs
+/// no bounds check. Cache ids below [`FAST_NONE`] have their slot pointer directly in the
+/// thread-local block (one dependent load on the fast path); higher ids use the slow path's
+/// table only.
+pub(crate) const FAST_SLOTS: usize = 256;
+
+/// The fast index entry that is never set: caches whose id does not fit use it (and so
+/// always take the slow path).
+pub(crate) const FAST_NONE: u8 = u8::MAX;
+
+/// The fast index of cache id `id` ([`FAST_NONE`] if it has none).
+pub(crate) fn fast_index(id: usize) -> u8 {
+    u8::try_from(id)
+        .ok()
+        .filter(|&i| i != FAST_NONE)
+        .unwrap_or(FAST_NONE)
+}
 
 /// A thread's table of entries, indexed by cache id. Owns the thread caches; its fast index
 /// lives in a separate, destructor-free thread-local ([`FAST`]) so that the fast path has no
@@ -155,6 +169,9 @@ pub(crate) struct ThreadMags {
 type FastIndex = [*const CpuSlot; FAST_SLOTS];
 
 fn set_fast(idx: usize, p: *const CpuSlot) {
+    if idx >= usize::from(FAST_NONE) {
+        return;
+    }
     let _ = FAST.try_with(|f| {
         f.with_mut(|f| {
             // SAFETY: thread-local, and no reference into it outlives `fast_slot`'s closure.
@@ -167,11 +184,12 @@ fn set_fast(idx: usize, p: *const CpuSlot) {
 
 /// Runs `f` with this thread's slot for cache id `idx`, if it has one in the fast index.
 #[inline(always)]
-pub(crate) fn fast_slot<R>(idx: usize, f: impl FnOnce(&CpuSlot) -> Option<R>) -> Option<R> {
+pub(crate) fn fast_slot<R>(idx: u8, f: impl FnOnce(&CpuSlot) -> Option<R>) -> Option<R> {
     FAST.try_with(|fast| {
         fast.with(|a| {
             // SAFETY: thread-local; only `set_fast` writes it, never while this runs.
-            let p = *unsafe { &*a }.get(idx)?;
+            // (`FAST_SLOTS` covers every `u8`, so this index needs no bounds check.)
+            let p = unsafe { &*a }[usize::from(idx)];
             if p.is_null() {
                 return None;
             }
@@ -254,42 +272,60 @@ pub(crate) fn with_mags<R>(f: impl FnOnce(&mut ThreadMags) -> R) -> Option<R> {
     .ok()
 }
 
-tls! {
-    static THREAD_NO: std::cell::Cell<u64> = std::cell::Cell::new(0);
+/// This thread's number (0 until first use) and its last audit transaction number, in one
+/// thread-local so that recording a transaction costs one TLS access.
+#[derive(Debug)]
+struct ThreadIds {
+    thread: std::cell::Cell<u64>,
+    seq: std::cell::Cell<u64>,
 }
 
 tls! {
-    static TXN_SEQ: std::cell::Cell<u64> = std::cell::Cell::new(0);
+    static IDS: ThreadIds = ThreadIds {
+        thread: std::cell::Cell::new(0),
+        seq: std::cell::Cell::new(0),
+    };
+}
+
+/// Assigns this thread its number (first use).
+#[cold]
+#[inline(never)]
+fn assign_thread(t: &std::cell::Cell<u64>) -> u64 {
+    let n = crate::sync::ids::next_thread();
+    t.set(n);
+    n
 }
 
 /// This thread's number and its next audit transaction number.
 #[inline(always)]
 pub(crate) fn next_txn() -> (u64, u64) {
-    let seq = TXN_SEQ
-        .try_with(|s| {
-            let n = s.get() + 1;
-            s.set(n);
+    IDS.try_with(|ids| {
+        let seq = ids.seq.get() + 1;
+        ids.seq.set(seq);
+        let n = ids.thread.get();
+        let thread = if n != 0 {
             n
-        })
-        .unwrap_or(0);
-    (current_thread(), seq)
+        } else {
+            assign_thread(&ids.thread)
+        };
+        (thread, seq)
+    })
+    .unwrap_or((0, 0))
 }
 
 /// This thread's process-unique number (1-based, assigned on first use), as recorded in
 /// audit transactions.
 #[inline]
 pub(crate) fn current_thread() -> u64 {
-    THREAD_NO
-        .try_with(|t| {
-            let n = t.get();
-            if n != 0 {
-                return n;
-            }
-            let n = crate::sync::ids::next_thread();
-            t.set(n);
+    IDS.try_with(|ids| {
+        let n = ids.thread.get();
+        if n != 0 {
             n
-        })
-        .unwrap_or(0)
+        } else {
+            assign_thread(&ids.thread)
+        }
+    })
+    .unwrap_or(0)
 }
 
 /// The thread number stored in a table (same numbering as [`current_thread`]).

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloc_core::{Cache, Mode, Policy, TypedCache};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use mimalloc::MiMalloc;
 
 const SIZE: usize = 64;
@@ -359,5 +359,58 @@ fn cross_thread(c: &mut Criterion) {
     g.finish();
 }
 
+/// Instruction-count mode (no criterion): `ALLOC_COUNT=<contender>:<iters>` runs the `pair`
+/// ring workload `iters` times for one contender and exits. Run it under
+/// `valgrind --tool=callgrind` at two iteration counts; the difference of the totals divided
+/// by the difference of the counts is the instruction cost per alloc+free pair (setup and
+/// teardown cancel out). Contenders: system, freelist-floor, mimalloc, slab, alloc-core,
+/// alloc-core-audit, alloc-core-typed.
+fn count_mode(spec: &str) {
+    let (who, n) = spec.split_once(':').unwrap_or((spec, "1000000"));
+    let n: u64 = n.parse().expect("ALLOC_COUNT=<contender>:<iters>");
+    match who {
+        "system" => {
+            ring(&mut Global(System), n);
+        }
+        "freelist-floor" => {
+            ring(&mut FreeList(Vec::with_capacity(64)), n);
+        }
+        "mimalloc" => {
+            ring(&mut Global(MiMalloc), n);
+        }
+        "slab" => {
+            ring(&mut SlabCrate(slab::Slab::with_capacity(64)), n);
+        }
+        "alloc-core" => {
+            ring(&mut Skmem(&cache("count.prod", Mode::empty())), n);
+        }
+        "alloc-core-audit" => {
+            ring(&mut SkmemAudit(&cache("count.audit", Mode::AUDIT)), n);
+        }
+        "alloc-core-typed" => {
+            let typed: TypedCache<[u8; SIZE]> = TypedCache::new("count.typed").expect("cache");
+            let mut live: Vec<_> = (0..RING)
+                .map(|_| typed.alloc([0; SIZE]).expect("alloc"))
+                .collect();
+            let mut i = 0;
+            for _ in 0..n {
+                let mut h = typed.alloc([0; SIZE]).expect("alloc");
+                h[0] = 1;
+                drop(std::mem::replace(&mut live[i], h));
+                i = (i + 1) % RING;
+            }
+        }
+        other => panic!("unknown contender {other}"),
+    }
+}
+
 criterion_group!(benches, pair, batches, cross_thread);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("ALLOC_COUNT") {
+        count_mode(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
