@@ -12,7 +12,11 @@
 //!   is XNU's `skmem_cpu_cache`: `cp_loaded`, `cp_ploaded`, `cp_rounds` (−1: nothing loaded),
 //!   `cp_prounds`, `cp_magsize` (0: layer off), `cp_alloc`, `cp_free`. The owner updates it
 //!   with plain loads and stores and publishes `cp_rounds` with a relaxed store (no
-//!   lock prefix) so that statistics and destroy can count cached rounds.
+//!   lock prefix) so that statistics and destroy can count cached rounds. The fast path
+//!   reaches the slot through a 256-entry, const-initialised thread-local index addressed
+//!   by a `u8` (no bounds check; ids that do not fit take the table), and pop/push each
+//!   need one bounds check: `rounds - 1` as `u32` wraps for an empty magazine, and a
+//!   loaded magazine of the current generation has exactly `magsize` rounds.
 //! * **Generations instead of cross-CPU locking.** Purge and resize bump the depot's
 //!   generation (under `skm_dp_lock`) and a relaxed-read hint. A thread cache whose
 //!   generation is stale flushes its magazines (destructor + slab free for every round, as
