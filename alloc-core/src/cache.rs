@@ -1336,6 +1336,11 @@ impl Cache {
     /// Allocates up to `n` objects into `out` (`skmem_cache_batch_alloc`); returns how many
     /// were allocated. Magazine rounds come first; with [`Mode::BATCH`] the rest are taken from
     /// the slab layer in one lock hold per slab.
+    ///
+    /// In [`Mode::AUDIT`] with [`Policy::Report`](crate::Policy::Report), a cached object found modified after free
+    /// stops the batch with `Err(AllocError::Audit(report))`, as [`Cache::alloc`] does: the
+    /// objects already handed out stay in `out` and belong to the caller (the modified one
+    /// went back to the slab layer re-poisoned), so no misuse report is ever lost.
     pub fn alloc_batch(&self, n: usize, out: &mut Vec<NonNull<u8>>) -> Result<usize, AllocError> {
         out.reserve(n);
         let mut got = 0;
@@ -1378,7 +1383,9 @@ impl Cache {
                     out.push(p);
                     got += 1;
                 }
-                Err(e) if got == 0 => return Err(e),
+                // A misuse report always reaches the caller, even mid-batch (fuzz finding
+                // KB-1: it used to be dropped here once `got > 0`).
+                Err(e) if got == 0 || matches!(e, AllocError::Audit(_)) => return Err(e),
                 Err(_) => break,
             }
         }

@@ -177,9 +177,6 @@ struct MCache {
     freed: BTreeMap<usize, FreedState>,
     /// Write-after-free not reported yet: address → (offset, value).
     pending: BTreeMap<usize, (usize, u64)>,
-    /// Writes after free whose report a known bug may have swallowed (KB-1): a later
-    /// report for them is accepted, silence too.
-    swallowed: BTreeSet<usize>,
 }
 
 struct Harness {
@@ -221,7 +218,6 @@ impl Harness {
                     live: Vec::new(),
                     freed: BTreeMap::new(),
                     pending: BTreeMap::new(),
-                    swallowed: BTreeSet::new(),
                 }
             })
             .collect();
@@ -320,7 +316,6 @@ impl Harness {
             );
         }
         mc.freed.remove(&addr);
-        mc.swallowed.remove(&addr);
         mc.live.push(addr);
     }
 
@@ -350,10 +345,6 @@ impl Harness {
         else {
             panic!("alloc_ops: {}: {when} reported {rep}", mc.name);
         };
-        if mc.swallowed.remove(&rep.obj) {
-            mc.freed.insert(rep.obj, FreedState::Uncached);
-            return;
-        }
         let Some((off, val)) = mc.pending.remove(&rep.obj) else {
             panic!(
                 "alloc_ops: {}: {when} reported a write after free nobody made: {rep}",
@@ -414,36 +405,13 @@ impl Harness {
         }
         match res {
             Ok(got) if got == n && out.len() == n => {}
-            Ok(got) => {
-                // Fewer than asked: only a write-after-free may stop a batch, and then its
-                // report must reach the caller somewhere.
-                let reps = self.caches[c].cache.take_reports();
-                for rep in &reps {
-                    self.modified_after_free(c, rep, "alloc_batch (take_reports)");
-                }
-                let detail = format!(
-                    "alloc_ops: {}: alloc_batch({n}) returned {got} objects and no report ({} reports queued, {pending_before} writes after free pending)",
-                    self.caches[c].name,
-                    reps.len()
-                );
-                let suspects = pending_before + self.caches[c].swallowed.len();
-                if reps.is_empty() && suspects > 0 && !crate::known_bugs_fail() {
-                    // Known alloc-core bug (fuzz/known-bugs/README.md, KB-1): the batch
-                    // swallowed the mcache_audit report of one pending object, which went
-                    // back to the slab layer re-poisoned. Which one is not observable, so
-                    // every pending write of this cache becomes "may stay unreported".
-                    let mc = &mut self.caches[c];
-                    for (a, _) in std::mem::take(&mut mc.pending) {
-                        mc.freed.insert(a, FreedState::Uncached);
-                        mc.swallowed.insert(a);
-                    }
-                    return;
-                }
-                panic!("{detail}");
-            }
-            Err(AllocError::Audit(rep)) if out.is_empty() => {
-                self.modified_after_free(c, &rep, "alloc_batch")
-            }
+            Ok(got) => panic!(
+                "alloc_ops: {}: alloc_batch({n}) returned {got} objects and no report ({} writes after free pending)",
+                self.caches[c].name, pending_before
+            ),
+            // A write after free stops the batch with its report (fixed KB-1: it used to be
+            // dropped); what was handed out before it is in `out`.
+            Err(AllocError::Audit(rep)) => self.modified_after_free(c, &rep, "alloc_batch"),
             Err(e) => panic!(
                 "alloc_ops: {}: alloc_batch({n}) refused: {e}",
                 self.caches[c].name

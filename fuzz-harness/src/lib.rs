@@ -24,8 +24,6 @@ pub mod parse;
 pub mod roundtrip;
 pub mod seeds;
 
-use std::sync::OnceLock;
-
 use parse::Family;
 
 /// A harness body: panics when its oracle fails.
@@ -56,13 +54,4 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         }
         None => false,
     }
-}
-
-/// Whether known bugs of the crates under test (`fuzz/known-bugs/README.md`) make the
-/// oracle fire (`FLOWSLAB_FUZZ_KNOWN_BUGS=fail`) instead of being tolerated (default, so
-/// the smoke run and the replay test stay green until they are fixed).
-pub fn known_bugs_fail() -> bool {
-    static FAIL: OnceLock<bool> = OnceLock::new();
-    *FAIL
-        .get_or_init(|| std::env::var("FLOWSLAB_FUZZ_KNOWN_BUGS").is_ok_and(|v| v.trim() == "fail"))
 }
