@@ -12,7 +12,8 @@ use crate::mode::{MagType, Mode, initial_magtype};
 use crate::radix::Radix;
 use crate::registry::{self, Registry};
 use crate::report::{
-    AllocError, ConfigError, FreeError, InvalidReason, Policy, Report, ReportKind, TxnKind, raise,
+    AllocError, CacheName, ConfigError, FreeError, InvalidReason, Policy, Report, ReportKind,
+    TxnKind, raise,
 };
 use crate::slab::{AuditPtr, Freed, SlabLayer, SlabMem, SlabObj};
 use crate::stats::CacheStats;
@@ -39,7 +40,7 @@ pub(crate) struct Inner {
     ctor: Option<Arc<Ctor>>,
     pub(crate) geo: Geometry,
     pub(crate) id: usize,
-    pub(crate) name: String,
+    pub(crate) name: CacheName,
     pub(crate) mode: Mode,
     pub(crate) policy: Policy,
     pub(crate) magtypes: Vec<MagType>,
@@ -193,7 +194,7 @@ impl Inner {
             kind,
             obj: addr,
             skm: self.skm(),
-            cache: self.name.clone(),
+            cache: self.name.to_string(),
             last_alloc: None,
             last_free: None,
         }
@@ -233,7 +234,7 @@ impl Inner {
     /// and freed to the slab layer.
     fn destroy_mags(&self, mags: Vec<(Mag, usize)>) {
         for (mg, n) in mags {
-            for &p in mg.round.iter().take(n) {
+            for p in mg.round.iter().take(n).map(|p| p.as_ptr()) {
                 if self.audit {
                     if let Err(r) = self.audit_verify_free_obj(p) {
                         self.raise_detached(r);
@@ -263,16 +264,11 @@ impl Inner {
     /// The alloc half of `skmem_cache_batch_alloc`'s magazine loop for one object.
     fn cpu_alloc(&self, o: &mut CpuOwned, slot: &CpuSlot) -> Mg {
         loop {
-            if o.rounds > 0 && o.generation == self.generation.load(Ordering::Acquire) {
-                o.rounds -= 1;
-                let p = o
-                    .loaded
-                    .as_ref()
-                    .and_then(|m| m.round.get(o.rounds as usize).copied())
-                    .unwrap_or(std::ptr::null_mut());
-                o.alloc += 1;
-                slot.rounds.store(o.rounds, Ordering::Relaxed);
-                return Mg::Done(p);
+            if o.generation == self.generation.load(Ordering::Acquire)
+                && let Some((p, r)) = o.pop()
+            {
+                slot.rounds.store(r, Ordering::Relaxed);
+                return Mg::Done(p.as_ptr());
             }
             if o.prounds > 0 && o.generation == self.generation.load(Ordering::Acquire) {
                 let pl = o.ploaded.take();
@@ -326,21 +322,16 @@ impl Inner {
 
     /// The free half (`skmem_cache_batch_free_common`'s magazine loop) for one object.
     fn cpu_free(&self, o: &mut CpuOwned, slot: &CpuSlot, p: *mut u8) -> Mg {
+        let Some(p) = NonNull::new(p) else {
+            return Mg::Slab;
+        };
         loop {
-            if (o.rounds as u32) < (o.magsize as u32)
+            if (o.rounds() as u32) < (o.magsize as u32)
                 && o.generation == self.generation.load(Ordering::Acquire)
+                && let Some(r) = o.push(p)
             {
-                if let Some(r) = o
-                    .loaded
-                    .as_mut()
-                    .and_then(|m| m.round.get_mut(o.rounds as usize))
-                {
-                    *r = p;
-                    o.rounds += 1;
-                    o.free += 1;
-                    slot.rounds.store(o.rounds, Ordering::Relaxed);
-                    return Mg::Done(p);
-                }
+                slot.rounds.store(r, Ordering::Relaxed);
+                return Mg::Done(p.as_ptr());
             }
             if o.prounds == 0 && o.generation == self.generation.load(Ordering::Acquire) {
                 let pl = o.ploaded.take();
@@ -388,7 +379,7 @@ impl Inner {
             let d = lock(&self.depot);
             (d.generation, d.magsize)
         };
-        let slot = Arc::new(CpuSlot::new(Arc::as_ptr(self), thread, generation, magsize));
+        let slot = Arc::new(CpuSlot::new(thread, generation, magsize));
         lock(&self.slots).push(slot.clone());
         TlsEntry {
             inner: self.clone(),
@@ -404,7 +395,8 @@ impl Inner {
             // SAFETY: only the owning thread calls this (from its TlsEntry's drop), and no
             // other reference to its owner state exists while it runs.
             let o = unsafe { &mut *o };
-            (o.detach(), o.generation, o.alloc, o.free)
+            let (alloc, free) = o.counts();
+            (o.detach(), o.generation, alloc, free)
         });
         let mut rest = Vec::new();
         {
@@ -555,7 +547,7 @@ impl Inner {
             kind,
             obj: addr,
             skm: self.skm(),
-            cache: self.name.clone(),
+            cache: self.name.to_string(),
             last_alloc,
             last_free,
         })
@@ -787,7 +779,7 @@ impl Inner {
     fn purge_locked(self: &Arc<Self>, resize: bool) {
         let (full, empty) = {
             let mut d = lock(&self.depot);
-            d.generation += 1;
+            d.generation = crate::sync::ids::next_generation();
             if resize && d.magtype + 1 < self.magtypes.len() {
                 d.magtype += 1;
                 d.magsize = self.magtypes.get(d.magtype).map_or(0, |t| t.magsize);
@@ -907,8 +899,25 @@ impl Inner {
             .saturating_sub(cached_depot + cached_cpu)
     }
 
+    /// Statistics; this thread's counters are published first, so they are exact for the
+    /// calling thread (other threads' as of their last depot visit).
     pub(crate) fn stats(&self) -> CacheStats {
+        self.publish_own();
         CacheStats::gather(self)
+    }
+
+    /// Publishes this thread's counters for this cache, if it has a thread cache.
+    fn publish_own(&self) {
+        let _ = cpu::with_mags(|m| {
+            if let Some(e) = m.get(self.id)
+                && e.is_for(self)
+            {
+                e.slot.own.with(|o| {
+                    // SAFETY: our own slot, read only; nothing else touches it meanwhile.
+                    e.slot.publish(unsafe { &*o });
+                });
+            }
+        });
     }
 }
 
@@ -920,9 +929,12 @@ impl Inner {
 /// as a value).
 pub struct Cache {
     pub(crate) inner: Arc<Inner>,
-    /// `inner.id` as a fast-index entry ([`cpu::fast_index`]), kept here to save a dependent
-    /// load on the fast path.
+    /// The production fast paths' index ([`cpu::fast_index`] of `inner.id`, kept here to
+    /// save a dependent load), or [`cpu::FAST_NONE`] in AUDIT caches: their fast pop/push
+    /// then always decline, so `alloc`/`free` need no separate audit test.
     id: u8,
+    /// `inner.id`'s fast index, for the AUDIT fast paths.
+    aid: u8,
     done: bool,
 }
 
@@ -968,9 +980,10 @@ impl Cache {
             cfg.audit.poison,
             cfg.audit.backtraces,
         );
+        let depot = Depot::new(magtype, magsize);
         let inner = Arc::new(Inner {
             id: crate::sync::ids::take(),
-            name: cfg.name,
+            name: CacheName::new(cfg.name),
             mode,
             geo,
             policy: cfg.policy,
@@ -980,10 +993,10 @@ impl Cache {
             dtor: cfg.dtor,
             magtypes: cfg.magtypes,
             depot_contention_limit: cfg.depot_contention,
-            generation: AtomicU64::new(1),
+            generation: AtomicU64::new(depot.generation),
             contention: AtomicU32::new(0),
             rs: Mutex::new(()),
-            depot: Mutex::new(Depot::new(magtype, magsize)),
+            depot: Mutex::new(depot),
             slots: Mutex::new(Vec::new()),
             slab: Mutex::new(slab),
             radix: audit.then(|| Radix::new(geo.slabsize.trailing_zeros() as usize)),
@@ -1009,7 +1022,12 @@ impl Cache {
             }
         }
         Ok(Cache {
-            id: cpu::fast_index(inner.id),
+            id: if inner.audit {
+                cpu::FAST_NONE
+            } else {
+                cpu::fast_index(inner.id)
+            },
+            aid: cpu::fast_index(inner.id),
             inner,
             done: false,
         })
@@ -1058,11 +1076,18 @@ impl Cache {
     /// `mcache_audit` report (an error under [`Policy::Report`]).
     #[inline]
     pub fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
+        // (AUDIT caches have no production fast index: they always go to `alloc_cold`.)
+        if let Some(p) = self.fast_pop(self.id) {
+            return Ok(p);
+        }
+        self.alloc_cold()
+    }
+
+    /// Everything but a production magazine pop: the AUDIT path, or the depot/slab path.
+    #[inline(never)]
+    fn alloc_cold(&self) -> Result<NonNull<u8>, AllocError> {
         if self.inner.audit {
             return self.alloc_audit(false);
-        }
-        if let Some(p) = self.fast_pop() {
-            return Ok(p);
         }
         self.inner.alloc_slow(false)
     }
@@ -1096,24 +1121,22 @@ impl Cache {
                 });
             }
         }
-        if let Some(p) = self.fast_pop() {
+        if let Some(p) = self.fast_pop(self.aid) {
             self.inner.audit_alloc(p.as_ptr(), typed)?;
             return Ok(p);
         }
         self.inner.alloc_slow(typed)
     }
 
-    /// Pops a round from this thread's loaded magazine: the whole production fast path.
+    /// Pops a round from this thread's loaded magazine (the slot at fast index `idx`): the
+    /// whole production fast path.
     #[inline(always)]
-    fn fast_pop(&self) -> Option<NonNull<u8>> {
-        cpu::fast_slot(self.id, |slot| self.pop_from(slot))
+    fn fast_pop(&self, idx: u8) -> Option<NonNull<u8>> {
+        cpu::fast_slot(idx, |slot| self.pop_from(slot))
     }
 
     #[inline(always)]
     fn pop_from(&self, slot: &CpuSlot) -> Option<NonNull<u8>> {
-        if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
-            return None;
-        }
         let generation = self.inner.generation.load(Ordering::Relaxed);
         slot.own.with_mut(|o| {
             // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
@@ -1121,28 +1144,21 @@ impl Cache {
             if o.generation != generation {
                 return None;
             }
-            // `rounds - 1` as u32: for rounds <= 0 this wraps past any magazine length, so
-            // the one bounds check below also covers "magazine empty / none loaded".
-            let r = o.rounds.wrapping_sub(1);
-            let p = *o.loaded.as_ref()?.round.get(r as u32 as usize)?;
-            o.rounds = r;
-            o.alloc += 1;
+            let (p, r) = o.pop()?;
             slot.rounds.store(r, Ordering::Relaxed);
-            NonNull::new(p)
+            Some(p)
         })
     }
 
-    /// Pushes a round into this thread's loaded magazine: the production free fast path.
+    /// Pushes a round into this thread's loaded magazine (the slot at fast index `idx`): the
+    /// production free fast path.
     #[inline(always)]
-    fn fast_push(&self, p: NonNull<u8>) -> bool {
-        cpu::fast_slot(self.id, |slot| self.push_to(slot, p).then_some(())).is_some()
+    fn fast_push(&self, idx: u8, p: NonNull<u8>) -> bool {
+        cpu::fast_slot(idx, |slot| self.push_to(slot, p).then_some(())).is_some()
     }
 
     #[inline(always)]
     fn push_to(&self, slot: &CpuSlot, p: NonNull<u8>) -> bool {
-        if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
-            return false;
-        }
         let generation = self.inner.generation.load(Ordering::Relaxed);
         slot.own.with_mut(|o| {
             // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
@@ -1150,20 +1166,10 @@ impl Cache {
             if o.generation != generation {
                 return false;
             }
-            // A loaded magazine of the current generation has exactly `magsize` rounds, so
-            // its bounds check is the "full" check; rounds == -1 (none loaded) wraps as u32.
-            let r = o.rounds;
-            let Some(slotp) = o
-                .loaded
-                .as_mut()
-                .and_then(|m| m.round.get_mut(r as u32 as usize))
-            else {
+            let Some(r) = o.push(p) else {
                 return false;
             };
-            *slotp = p.as_ptr();
-            o.rounds = r + 1;
-            o.free += 1;
-            slot.rounds.store(r + 1, Ordering::Relaxed);
+            slot.rounds.store(r, Ordering::Relaxed);
             true
         })
     }
@@ -1179,14 +1185,11 @@ impl Cache {
         }
         let expect = if typed { TYPED } else { IN_USE };
         let generation = inner.generation.load(Ordering::Relaxed);
-        cpu::fast_slot(self.id, |slot| {
-            if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
-                return None;
-            }
+        cpu::fast_slot(self.aid, |slot| {
             slot.own.with_mut(|o| {
                 // SAFETY: this thread's own slot; no user code runs in here.
                 let o = unsafe { &mut *o };
-                if o.generation != generation || (o.rounds as u32) >= (o.magsize as u32) {
+                if o.generation != generation || (o.rounds() as u32) >= (o.magsize as u32) {
                     return None;
                 }
                 let (a, p, idx) = inner.locate_cached(o, addr)?;
@@ -1195,12 +1198,8 @@ impl Cache {
                     .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
                     .ok()?;
                 inner.audit_free_tail(a, p, idx);
-                let r = o.rounds;
-                if let Some(round) = o.loaded.as_mut().and_then(|m| m.round.get_mut(r as usize)) {
-                    *round = p;
-                    o.rounds = r + 1;
-                    o.free += 1;
-                    slot.rounds.store(r + 1, Ordering::Relaxed);
+                if let Some(r) = NonNull::new(p).and_then(|p| o.push(p)) {
+                    slot.rounds.store(r, Ordering::Relaxed);
                     return Some(());
                 }
                 // Unreachable in practice (rounds < magsize implies a loaded magazine);
@@ -1224,22 +1223,17 @@ impl Cache {
         }
         let state = if typed { TYPED } else { IN_USE };
         let generation = inner.generation.load(Ordering::Relaxed);
-        cpu::fast_slot(self.id, |slot| {
-            if !std::ptr::eq(slot.owner, Arc::as_ptr(&self.inner)) {
-                return None;
-            }
+        cpu::fast_slot(self.aid, |slot| {
             Some(slot.own.with_mut(|o| {
                 // SAFETY: this thread's own slot; no user code runs in here.
                 let o = unsafe { &mut *o };
-                if o.rounds <= 0 || o.generation != generation {
+                if o.generation != generation {
                     return Ok(None);
                 }
-                let r = o.rounds - 1;
-                let Some(&p) = o.loaded.as_ref().and_then(|m| m.round.get(r as usize)) else {
+                let Some((p, r)) = o.pop() else {
                     return Ok(None);
                 };
-                o.rounds = r;
-                o.alloc += 1;
+                let p = p.as_ptr();
                 slot.rounds.store(r, Ordering::Relaxed);
                 if inner.audit_opts.poison
                     // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned
@@ -1286,7 +1280,7 @@ impl Cache {
             Err(r) => return raise(&r, self.inner.policy),
         };
         if let Some(nn) = NonNull::new(p)
-            && self.fast_push(nn)
+            && self.fast_push(self.aid, nn)
         {
             return Ok(());
         }
@@ -1307,11 +1301,18 @@ impl Cache {
     /// and not freed since, and must not be used after this call.
     #[inline]
     pub unsafe fn free(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
+        // (AUDIT caches have no production fast index: they always go to `free_cold`.)
+        if self.fast_push(self.id, p) {
+            return Ok(());
+        }
+        self.free_cold(p)
+    }
+
+    /// Everything but a production magazine push: the AUDIT path, or the depot/slab path.
+    #[inline(never)]
+    fn free_cold(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
         if self.inner.audit {
             return self.free_audit(p.as_ptr().addr(), false);
-        }
-        if self.fast_push(p) {
-            return Ok(());
         }
         self.inner.free_slow(p.as_ptr())
     }
@@ -1327,7 +1328,7 @@ impl Cache {
     pub fn try_free(&self, p: *mut u8) -> Result<(), FreeError> {
         if !self.inner.audit {
             return Err(FreeError::NotAudited {
-                cache: self.inner.name.clone(),
+                cache: self.inner.name.to_string(),
             });
         }
         self.free_audit(p.addr(), false).map_err(FreeError::Audit)
@@ -1346,7 +1347,10 @@ impl Cache {
         let mut got = 0;
         if !self.inner.audit {
             while got < n {
-                match self.fast_pop().or_else(|| self.inner.mag_alloc_one()) {
+                match self
+                    .fast_pop(self.id)
+                    .or_else(|| self.inner.mag_alloc_one())
+                {
                     Some(p) => {
                         out.push(p);
                         got += 1;
@@ -1515,7 +1519,7 @@ impl Cache {
             kind: ReportKind::NotEmpty { unfreed },
             obj: 0,
             skm: self.inner.skm(),
-            cache: self.inner.name.clone(),
+            cache: self.inner.name.to_string(),
             last_alloc: None,
             last_free: None,
         };

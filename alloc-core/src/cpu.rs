@@ -3,7 +3,7 @@
 //! reaches it through a thread-local table indexed by the cache id, without locks or atomic
 //! read-modify-writes; other threads only read its published round counts.
 
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crate::cache::Inner;
 use crate::magazine::Mag;
@@ -13,12 +13,10 @@ use crate::sync::{Arc, UnsafeCell, tls};
 /// Owner-only state of a thread's cache for one cache.
 #[derive(Debug)]
 pub(crate) struct CpuOwned {
-    /// `cp_loaded`.
-    pub(crate) loaded: Option<Mag>,
+    /// `cp_loaded` ([`Mag::none`] when nothing is loaded).
+    pub(crate) loaded: Mag,
     /// `cp_ploaded`.
     pub(crate) ploaded: Option<Mag>,
-    /// `cp_rounds`; -1 when nothing is loaded.
-    pub(crate) rounds: i32,
     /// `cp_prounds`; -1 when there is no previous magazine.
     pub(crate) prounds: i32,
     /// `cp_magsize`; 0 when the magazine layer is off for this thread.
@@ -27,33 +25,127 @@ pub(crate) struct CpuOwned {
     pub(crate) generation: u64,
     /// Depot `pgeneration` this thread cache has honoured.
     pub(crate) pgeneration: u64,
-    /// `cp_alloc` / `cp_free` (published to the atomics below at every depot visit).
-    pub(crate) alloc: u64,
-    pub(crate) free: u64,
+    /// `cp_alloc` / `cp_free` up to the last [`CpuOwned::settle`] (see `word`).
+    alloc: u64,
+    free: u64,
+    /// `cp_rounds` (low 32 bits, as `u32`: `u32::MAX` is -1, nothing loaded) and the pops
+    /// since the last settle (high 32 bits), in one word: a fast-path pop adds
+    /// `2^32 - 1` and a push adds 1, so each operation updates this one word and nothing
+    /// else (a separate counter increment per operation cost about 20% of a pair). Frees are
+    /// derived: pops plus the change of `cp_rounds` since the last settle (`rbase`).
+    word: u64,
+    /// `cp_rounds` at the last settle.
+    rbase: i32,
     /// AUDIT: the audit table and base of the slab this thread touched last (a one-entry
     /// cache in front of the radix map; revalidated against `AuditSlab::base` on use).
     pub(crate) last_audit: *const crate::audit::AuditSlab,
     pub(crate) last_base: usize,
 }
 
+/// What a fast-path pop adds to [`CpuOwned`]'s packed word: one pop, one round less.
+const POP: u64 = (1 << 32) - 1;
+
 impl CpuOwned {
+    /// Nothing loaded, counters at zero.
+    pub(crate) fn new(generation: u64, magsize: u32) -> CpuOwned {
+        CpuOwned {
+            loaded: Mag::none(),
+            ploaded: None,
+            prounds: -1,
+            magsize: i32::try_from(magsize).unwrap_or(i32::MAX),
+            generation,
+            pgeneration: 0,
+            alloc: 0,
+            free: 0,
+            word: u64::from(u32::MAX),
+            rbase: -1,
+            last_audit: ptr::null(),
+            last_base: 0,
+        }
+    }
+
+    /// `cp_rounds` (-1 when nothing is loaded).
+    pub(crate) fn rounds(&self) -> i32 {
+        self.word as u32 as i32
+    }
+
+    /// Folds the pops counted in the packed word into `cp_alloc` / `cp_free`.
+    fn settle(&mut self) {
+        let pops = self.word >> 32;
+        let rounds = self.rounds();
+        self.alloc += pops;
+        self.free =
+            (self.free + pops).wrapping_add_signed(i64::from(rounds) - i64::from(self.rbase));
+        self.rbase = rounds;
+        self.word = u64::from(rounds as u32);
+    }
+
+    /// `(cp_alloc, cp_free)`.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let pops = self.word >> 32;
+        let delta = i64::from(self.rounds()) - i64::from(self.rbase);
+        (
+            self.alloc + pops,
+            (self.free + pops).wrapping_add_signed(delta),
+        )
+    }
+
+    /// Sets `cp_rounds` (a magazine change: not an allocation or a free).
+    pub(crate) fn set_rounds(&mut self, rounds: i32) {
+        self.settle();
+        self.rbase = rounds;
+        self.word = u64::from(rounds as u32);
+    }
+
+    /// Pops the top round of the loaded magazine (`cp_alloc++`, `cp_rounds--`); also returns
+    /// the new `cp_rounds`. `None` when the magazine is empty or nothing is loaded: the
+    /// index `cp_rounds - 1`, taken as `u32`, then wraps past any magazine length, so one
+    /// bounds check covers all three.
+    #[inline(always)]
+    pub(crate) fn pop(&mut self) -> Option<(NonNull<u8>, i32)> {
+        let w = self.word;
+        let r = (w as u32).wrapping_sub(1);
+        let p = *self.loaded.round.get(r as usize)?;
+        let (w, wrapped) = w.overflowing_add(POP);
+        self.word = w;
+        if wrapped {
+            // The 2^32nd pop since the last settle: the pop counter wrapped to 0.
+            self.alloc += 1 << 32;
+            self.free += 1 << 32;
+        }
+        Some((p, r as i32))
+    }
+
+    /// Pushes `p` onto the loaded magazine (`cp_free++`, `cp_rounds++`); returns the new
+    /// `cp_rounds`. `None` when it is full or nothing is loaded (a loaded magazine of the
+    /// current generation has exactly `cp_magsize` rounds, so its bounds check is the "full"
+    /// check; -1 wraps).
+    #[inline(always)]
+    pub(crate) fn push(&mut self, p: NonNull<u8>) -> Option<i32> {
+        let w = self.word;
+        let r = w as u32;
+        *self.loaded.round.get_mut(r as usize)? = p;
+        self.word = w + 1;
+        Some(r as i32 + 1)
+    }
+
     /// `skmem_cpu_reload`: `mg` (with `rounds` rounds) becomes loaded, loaded becomes previous.
     pub(crate) fn reload(&mut self, mg: Option<Mag>, rounds: i32) {
-        self.ploaded = std::mem::replace(&mut self.loaded, mg);
-        self.prounds = self.rounds;
-        self.rounds = rounds;
+        self.ploaded = std::mem::replace(&mut self.loaded, mg.unwrap_or_else(Mag::none)).some();
+        self.prounds = self.rounds();
+        self.set_rounds(rounds);
     }
 
     /// Detaches both magazines with their round counts (purge / flush).
     pub(crate) fn detach(&mut self) -> Vec<(Mag, usize)> {
         let mut out = Vec::new();
-        if let Some(m) = self.loaded.take() {
-            out.push((m, usize::try_from(self.rounds).unwrap_or(0)));
+        if let Some(m) = std::mem::replace(&mut self.loaded, Mag::none()).some() {
+            out.push((m, usize::try_from(self.rounds()).unwrap_or(0)));
         }
         if let Some(m) = self.ploaded.take() {
             out.push((m, usize::try_from(self.prounds).unwrap_or(0)));
         }
-        self.rounds = -1;
+        self.set_rounds(-1);
         self.prounds = -1;
         out
     }
@@ -63,8 +155,6 @@ impl CpuOwned {
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct CpuSlot {
-    /// The cache this slot belongs to (compared, never dereferenced, on the fast path).
-    pub(crate) owner: *const Inner,
     pub(crate) own: UnsafeCell<CpuOwned>,
     /// Published `cp_rounds` / `cp_prounds` (single writer: the owner, relaxed stores).
     pub(crate) rounds: AtomicI32,
@@ -80,28 +170,15 @@ pub(crate) struct CpuSlot {
 // `Inner::with_slot`, `Cache::fast_pop`/`fast_push`, `Inner::retire_slot`); every other
 // field is atomic. Other threads only read the published atomics.
 unsafe impl Sync for CpuSlot {}
-// SAFETY: `owner` is only compared, never dereferenced; `last_audit` points to an audit
+// SAFETY: `last_audit` points to an audit
 // table owned by the same cache (type-stable until the cache is dropped, which cannot happen
 // while a slot of it is reachable); magazines are Send.
 unsafe impl Send for CpuSlot {}
 
 impl CpuSlot {
-    pub(crate) fn new(owner: *const Inner, thread: u64, generation: u64, magsize: u32) -> CpuSlot {
+    pub(crate) fn new(thread: u64, generation: u64, magsize: u32) -> CpuSlot {
         CpuSlot {
-            owner,
-            own: UnsafeCell::new(CpuOwned {
-                loaded: None,
-                ploaded: None,
-                rounds: -1,
-                prounds: -1,
-                magsize: i32::try_from(magsize).unwrap_or(i32::MAX),
-                generation,
-                pgeneration: 0,
-                alloc: 0,
-                free: 0,
-                last_audit: ptr::null(),
-                last_base: 0,
-            }),
+            own: UnsafeCell::new(CpuOwned::new(generation, magsize)),
             rounds: AtomicI32::new(-1),
             prounds: AtomicI32::new(-1),
             alloc: AtomicU64::new(0),
@@ -112,10 +189,11 @@ impl CpuSlot {
 
     /// Publishes the owner's counters (called by the owner).
     pub(crate) fn publish(&self, o: &CpuOwned) {
-        self.rounds.store(o.rounds, Ordering::Relaxed);
+        let (alloc, free) = o.counts();
+        self.rounds.store(o.rounds(), Ordering::Relaxed);
         self.prounds.store(o.prounds, Ordering::Relaxed);
-        self.alloc.store(o.alloc, Ordering::Relaxed);
-        self.free.store(o.free, Ordering::Relaxed);
+        self.alloc.store(alloc, Ordering::Relaxed);
+        self.free.store(free, Ordering::Relaxed);
     }
 }
 
@@ -334,4 +412,64 @@ pub(crate) fn thread_no(m: &mut ThreadMags) -> u64 {
         m.thread = current_thread();
     }
     m.thread
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn owned(magsize: u32) -> CpuOwned {
+        let mut o = CpuOwned::new(1, magsize);
+        o.reload(Some(Mag::new(magsize)), 0);
+        o
+    }
+
+    fn obj(i: usize) -> NonNull<u8> {
+        NonNull::new(std::ptr::without_provenance_mut(8 * (i + 1))).expect("non-null")
+    }
+
+    #[test]
+    fn packed_word_counts_pops_and_pushes() {
+        let mut o = owned(4);
+        assert_eq!(o.counts(), (0, 0));
+        assert_eq!(o.pop(), None, "empty magazine");
+        for i in 0..4 {
+            assert_eq!(o.push(obj(i)), Some(i as i32 + 1));
+        }
+        assert_eq!(o.push(obj(9)), None, "full magazine");
+        assert_eq!(o.pop(), Some((obj(3), 3)), "LIFO");
+        assert_eq!(o.pop(), Some((obj(2), 2)));
+        assert_eq!(o.push(obj(7)), Some(3));
+        assert_eq!((o.rounds(), o.counts()), (3, (2, 5)));
+        // A magazine change re-bases cp_rounds without counting anything.
+        o.reload(Some(Mag::new(4)), 4);
+        assert_eq!((o.rounds(), o.prounds, o.counts()), (4, 3, (2, 5)));
+        assert_eq!(o.pop().map(|(_, r)| r), Some(3));
+        assert_eq!(o.counts(), (3, 5));
+        let mags = o.detach();
+        assert_eq!(mags.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![3, 3]);
+        assert_eq!((o.rounds(), o.counts()), (-1, (3, 5)));
+        assert_eq!(o.pop(), None, "nothing loaded");
+        assert_eq!(o.push(obj(1)), None, "nothing loaded");
+    }
+
+    #[test]
+    fn pop_counter_wraps_into_the_settled_counts() {
+        let mut o = owned(2);
+        o.push(obj(0));
+        o.push(obj(1));
+        // Pretend 2^32 - 1 pops (and as many pushes) happened since the last settle.
+        o.word += u64::from(u32::MAX) << 32;
+        let before = o.counts();
+        assert_eq!(before, (u64::from(u32::MAX), u64::from(u32::MAX) + 2));
+        assert_eq!(o.pop(), Some((obj(1), 1)));
+        assert_eq!(
+            o.counts(),
+            (before.0 + 1, before.1),
+            "the 2^32nd pop is not lost"
+        );
+        assert_eq!(o.pop(), Some((obj(0), 0)));
+        assert_eq!(o.push(obj(5)), Some(1));
+        assert_eq!(o.counts(), (before.0 + 2, before.1 + 1));
+    }
 }

@@ -117,8 +117,8 @@ pub use fork::{postfork, prefork};
 pub use magazine::MagListStats;
 pub use mode::{MAGTYPES_LP64, MagType, Mode, SKM_MODE_BITS, format_bits, initial_magtype};
 pub use report::{
-    AllocError, ConfigError, FreeError, InvalidReason, Policy, Report, ReportKind, Transaction,
-    TxnKind,
+    AllocError, CacheName, ConfigError, FreeError, InvalidReason, Policy, Report, ReportKind,
+    Transaction, TxnKind,
 };
 pub use slab::{HASH_INITIAL, HASH_LIMIT};
 pub use stats::{CacheStats, skmem_dump_all};

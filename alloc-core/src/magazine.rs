@@ -1,10 +1,17 @@
 //! Magazines and the depot (`struct skmem_mag`, `struct skmem_maglist`).
 
+use std::ptr::NonNull;
+
 /// A magazine: an array of cached object pointers ("rounds"). The number of valid rounds is
 /// kept by its holder (`cp_rounds` / the depot list it sits on), as in XNU.
+///
+/// A magazine of zero rounds ([`Mag::none`], no allocation) stands for "no magazine" in a
+/// thread cache's loaded position, so that the fast path's one bounds check also covers
+/// "nothing loaded".
 #[derive(Debug)]
 pub(crate) struct Mag {
-    pub(crate) round: Box<[*mut u8]>,
+    /// The rounds; entries at or above the holder's round count are stale.
+    pub(crate) round: Box<[NonNull<u8>]>,
 }
 
 // SAFETY: a magazine only stores addresses of objects owned by its cache; whoever holds the
@@ -15,8 +22,20 @@ impl Mag {
     /// An empty magazine of `magsize` rounds.
     pub(crate) fn new(magsize: u32) -> Mag {
         Mag {
-            round: vec![std::ptr::null_mut(); magsize as usize].into_boxed_slice(),
+            round: vec![NonNull::dangling(); magsize as usize].into_boxed_slice(),
         }
+    }
+
+    /// The "no magazine" placeholder (zero rounds; allocates nothing).
+    pub(crate) fn none() -> Mag {
+        Mag {
+            round: Box::new([]),
+        }
+    }
+
+    /// `Some(self)` unless this is the [`Mag::none`] placeholder.
+    pub(crate) fn some(self) -> Option<Mag> {
+        (!self.round.is_empty()).then_some(self)
     }
 
     /// Capacity (`mt_magsize` of its type).
@@ -98,7 +117,9 @@ impl MagList {
 /// The depot (`skm_dp_lock`'s data) plus the magazine-layer configuration it governs.
 #[derive(Debug)]
 pub(crate) struct Depot {
-    /// Generation: bumped by purge/resize; thread caches with an older one flush first.
+    /// Generation: replaced by purge/resize; thread caches with another one flush first.
+    /// Drawn from a process-wide sequence, so it also identifies the cache: the lock-free
+    /// fast path compares only this, never the slot's owner.
     pub(crate) generation: u64,
     /// Generation of "drop your previous magazine" requests (`reap_now` without purge).
     pub(crate) pgeneration: u64,
@@ -126,7 +147,7 @@ pub(crate) struct Depot {
 impl Depot {
     pub(crate) fn new(magtype: usize, magsize: u32) -> Depot {
         Depot {
-            generation: 1,
+            generation: crate::sync::ids::next_generation(),
             pgeneration: 0,
             magtype,
             magsize,

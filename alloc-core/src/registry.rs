@@ -54,7 +54,7 @@ impl Registry {
             .iter()
             .filter(|c| !std::ptr::eq(Arc::as_ptr(c), except))
             .find(|c| lock(&c.slab).contains(addr).is_some())
-            .map(|c| c.name.clone())
+            .map(|c| c.name.to_string())
     }
 
     /// The prefork step: takes every lock of every cache in the documented order

@@ -240,6 +240,42 @@ pub(crate) fn raise(report: &Report, policy: Policy) -> Result<(), Box<Report>> 
     }
 }
 
+/// A cache's name (`skc.…`) as carried by [`AllocError`]: one shared pointer, so that
+/// making the error allocates nothing and `Result<NonNull<u8>, AllocError>` fits in two
+/// registers (the allocation fast path then needs no stack frame).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheName(std::sync::Arc<String>);
+
+impl CacheName {
+    pub(crate) fn new(name: String) -> CacheName {
+        CacheName(std::sync::Arc::new(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for CacheName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// Why an allocation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {
@@ -247,13 +283,13 @@ pub enum AllocError {
     #[error("{cache}: out of memory")]
     OutOfMemory {
         /// Cache name.
-        cache: String,
+        cache: CacheName,
     },
     /// The constructor refused the object (`skm_sl_alloc_fail` was incremented).
     #[error("{cache}: object constructor failed")]
     CtorFailed {
         /// Cache name.
-        cache: String,
+        cache: CacheName,
     },
     /// Audit mode found the object modified after free (only with [`Policy::Report`]).
     #[error("{0}")]

@@ -74,7 +74,9 @@ pub struct CacheStats {
     pub sl_bufmax: u64,
     /// Objects allocated from slabs (Σ `sl_refcnt`): with clients or cached in magazines.
     pub sl_allocated: u64,
-    /// Σ `cp_alloc` over thread caches, live (as of their last depot visit) and exited.
+    /// Σ `cp_alloc` (rounds taken from magazines) over thread caches: exact for the thread
+    /// taking the snapshot and for exited threads, other live threads as of their last depot
+    /// visit.
     pub cpu_alloc: u64,
     /// Σ `cp_free`, likewise.
     pub cpu_free: u64,
@@ -113,7 +115,7 @@ impl CacheStats {
         };
         let g = inner.geo;
         CacheStats {
-            sca_name: inner.name.clone(),
+            sca_name: inner.name.to_string(),
             sca_mode: inner.mode,
             sca_bufsize: g.bufsize as u64,
             sca_objsize: g.chunksize as u64,

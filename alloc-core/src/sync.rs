@@ -246,6 +246,15 @@ pub(crate) mod ids {
         id
     }
 
+    /// A process-unique depot generation number (see `Depot::generation`): every cache draws
+    /// its generations from this one sequence, so a thread cache synchronised with one
+    /// cache's generation can never match another cache's.
+    pub(crate) fn next_generation() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// A process-unique thread number (1-based), for audit records.
     pub(crate) fn next_thread() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};

@@ -1180,3 +1180,66 @@ fn random_production_operations_agree_with_a_model() {
     }
     c.destroy().unwrap();
 }
+
+/// `cp_alloc` / `cp_free` stay exact through the fast paths' packed counter word: without
+/// purges or reaps, rounds only enter the magazine layer by `cp_free` and leave it by
+/// `cp_alloc`, so their difference is exactly what the magazines hold.
+#[test]
+fn cpu_counters_match_the_rounds_held() {
+    let ops = if cfg!(miri) { 300 } else { 20_000 };
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let c = Cache::builder("t.counters", 32)
+        .mode(Mode::BATCH)
+        .magtypes(&[MagType {
+            magsize: 5,
+            minbuf: 0,
+            maxbuf: 1024,
+        }])
+        .build()
+        .unwrap();
+    let mut live: Vec<NonNull<u8>> = Vec::new();
+    let (mut allocs, mut frees) = (0u64, 0u64);
+    for step in 0..ops {
+        match rnd(20) {
+            0..=7 => {
+                live.push(c.alloc().unwrap());
+                allocs += 1;
+            }
+            8 => {
+                let mut v = Vec::new();
+                allocs += c.alloc_batch(rnd(4) as usize + 1, &mut v).unwrap() as u64;
+                live.extend(v);
+            }
+            _ if !live.is_empty() => {
+                let i = rnd(live.len() as u64) as usize;
+                free(&c, live.swap_remove(i));
+                frees += 1;
+            }
+            _ => {}
+        }
+        if step % 97 == 0 {
+            let st = c.stats();
+            let held = st.sca_cpu_rounds + st.sca_cpu_prounds + 5 * st.sca_depot_full;
+            assert_eq!(st.cpu_free - st.cpu_alloc, held, "step {step}: {st:?}");
+            assert!(
+                st.cpu_alloc <= allocs && st.cpu_free <= frees,
+                "step {step}"
+            );
+        }
+    }
+    let st = c.stats();
+    assert!(
+        st.cpu_alloc > allocs / 2,
+        "most allocations come from magazines: {st:?}"
+    );
+    for p in live {
+        free(&c, p);
+    }
+    c.destroy().unwrap();
+}
