@@ -27,6 +27,13 @@ pub(crate) struct Inner {
     /// Hint of `depot.generation` for the lock-free fast path.
     pub(crate) generation: AtomicU64,
     pub(crate) audit: bool,
+    /// AUDIT allocations may take the thread-cache fast path: the default audit options
+    /// (poison, transactions, no backtraces), no constructor to run, no uninitialised fill.
+    /// [`Cache::alloc_audit_fast`] tests this one flag instead of five.
+    audit_fast_alloc: bool,
+    /// AUDIT frees may take the thread-cache fast path: the default audit options and no
+    /// destructor to run.
+    audit_fast_free: bool,
     /// Audit: lock-free address → slab map.
     radix: Option<Radix>,
     /// `chunks * chunksize`: the object span of a slab.
@@ -935,6 +942,8 @@ pub struct Cache {
     id: u8,
     /// `inner.id`'s fast index, for the AUDIT fast paths.
     aid: u8,
+    /// `inner.audit`, kept here so that `alloc`/`free` dispatch without a dependent load.
+    audit: bool,
     done: bool,
 }
 
@@ -981,6 +990,8 @@ impl Cache {
             cfg.audit.backtraces,
         );
         let depot = Depot::new(magtype, magsize);
+        let audit_defaults =
+            audit && cfg.audit.poison && cfg.audit.transactions && !cfg.audit.backtraces;
         let inner = Arc::new(Inner {
             id: crate::sync::ids::take(),
             name: CacheName::new(cfg.name),
@@ -988,6 +999,8 @@ impl Cache {
             geo,
             policy: cfg.policy,
             audit_opts: cfg.audit,
+            audit_fast_alloc: audit_defaults && cfg.ctor.is_none() && !cfg.audit.uninit_fill,
+            audit_fast_free: audit_defaults && cfg.dtor.is_none(),
             audit,
             ctor: cfg.ctor,
             dtor: cfg.dtor,
@@ -1028,6 +1041,7 @@ impl Cache {
                 cpu::fast_index(inner.id)
             },
             aid: cpu::fast_index(inner.id),
+            audit: inner.audit,
             inner,
             done: false,
         })
@@ -1076,23 +1090,25 @@ impl Cache {
     /// `mcache_audit` report (an error under [`Policy::Report`]).
     #[inline]
     pub fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
-        // (AUDIT caches have no production fast index: they always go to `alloc_cold`.)
+        // (AUDIT caches have no production fast index, so their `fast_pop` always declines.)
         if let Some(p) = self.fast_pop(self.id) {
             return Ok(p);
+        }
+        if self.audit {
+            return self.alloc_audit(false);
         }
         self.alloc_cold()
     }
 
-    /// Everything but a production magazine pop: the AUDIT path, or the depot/slab path.
+    /// The production path past the thread cache (depot, slab layer), out of line.
     #[inline(never)]
     fn alloc_cold(&self) -> Result<NonNull<u8>, AllocError> {
-        if self.inner.audit {
-            return self.alloc_audit(false);
-        }
         self.inner.alloc_slow(false)
     }
 
-    /// AUDIT allocation: magazine pop (or slow path), then the audit checks.
+    /// AUDIT allocation: magazine pop (or slow path), then the audit checks. (`#[cold]` only
+    /// tells callers' code layout that production caches never branch here.)
+    #[cold]
     #[inline(never)]
     fn alloc_audit(&self, typed: bool) -> Result<NonNull<u8>, AllocError> {
         match self.alloc_audit_fast(typed) {
@@ -1180,7 +1196,7 @@ impl Cache {
     #[inline(always)]
     fn free_audit_fast(&self, addr: usize, typed: bool) -> Option<()> {
         let inner = &*self.inner;
-        if inner.dtor.is_some() {
+        if !inner.audit_fast_free {
             return None;
         }
         let expect = if typed { TYPED } else { IN_USE };
@@ -1193,20 +1209,22 @@ impl Cache {
                     return None;
                 }
                 let (a, p, idx) = inner.locate_cached(o, addr)?;
-                a.bc.get(idx)?
-                    .state
+                let bc = a.bc.get(idx)?;
+                bc.state
                     .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
                     .ok()?;
-                inner.audit_free_tail(a, p, idx);
+                // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS
+                // proved the object allocated, so its slab cannot be destroyed under us);
+                // chunks are 8-aligned and a multiple of 8 long; the CAS made us its only user.
+                unsafe { audit::fill(p, inner.geo.chunksize, FREE_PATTERN) };
+                bc.stamp(TxnKind::Free, inner.audit_opts.timestamps);
                 if let Some(r) = NonNull::new(p).and_then(|p| o.push(p)) {
                     slot.rounds.store(r, Ordering::Relaxed);
                     return Some(());
                 }
                 // Unreachable in practice (rounds < magsize implies a loaded magazine);
                 // undo the state change so the full path sees the object as it was.
-                if let Some(bc) = a.bc.get(idx) {
-                    bc.state.store(expect, Ordering::Release);
-                }
+                bc.state.store(expect, Ordering::Release);
                 None
             })
         })
@@ -1218,7 +1236,7 @@ impl Cache {
     #[inline(always)]
     fn alloc_audit_fast(&self, typed: bool) -> Result<Option<NonNull<u8>>, *mut u8> {
         let inner = &*self.inner;
-        if inner.ctor.is_some() || inner.audit_opts.uninit_fill {
+        if !inner.audit_fast_alloc {
             return Ok(None);
         }
         let state = if typed { TYPED } else { IN_USE };
@@ -1235,33 +1253,30 @@ impl Cache {
                 };
                 let p = p.as_ptr();
                 slot.rounds.store(r, Ordering::Relaxed);
-                if inner.audit_opts.poison
-                    // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned
-                    // chunk of a live slab that no client owns.
-                    && unsafe { audit::verify(p, inner.geo.chunksize, FREE_PATTERN) }.is_some()
-                {
+                // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned chunk of a
+                // live slab that no client owns.
+                if unsafe { audit::verify(p, inner.geo.chunksize, FREE_PATTERN) }.is_some() {
                     return Err(p);
                 }
-                match inner.locate_cached(o, p.addr()) {
-                    Some((a, _, i)) => {
-                        if let Some(bc) = a.bc.get(i) {
-                            bc.state.store(state, Ordering::Release);
-                        }
-                        if inner.audit_opts.transactions {
-                            a.record(i, TxnKind::Alloc, inner.audit_opts.timestamps);
-                        }
-                        Ok(NonNull::new(p))
-                    }
-                    // Popped but not in the radix (fallback range): finish on the full path.
-                    None => Err(p),
-                }
+                // (Popped but not in the radix, the fallback range: the full path finishes.)
+                let Some(bc) = inner
+                    .locate_cached(o, p.addr())
+                    .and_then(|(a, _, i)| a.bc.get(i))
+                else {
+                    return Err(p);
+                };
+                bc.state.store(state, Ordering::Release);
+                bc.stamp(TxnKind::Alloc, inner.audit_opts.timestamps);
+                Ok(NonNull::new(p))
             }))
         })
         .unwrap_or(Ok(None))
     }
 
     /// Audit free: validate and poison (outside the thread table: the destructor is user
-    /// code), then the magazine fast path, else the slow path.
+    /// code), then the magazine fast path, else the slow path. (`#[cold]`: see
+    /// [`Self::alloc_audit`].)
+    #[cold]
     #[inline(never)]
     fn free_audit(&self, addr: usize, typed: bool) -> Result<(), Box<Report>> {
         if self.free_audit_fast(addr, typed).is_some() {
@@ -1301,19 +1316,19 @@ impl Cache {
     /// and not freed since, and must not be used after this call.
     #[inline]
     pub unsafe fn free(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
-        // (AUDIT caches have no production fast index: they always go to `free_cold`.)
+        // (AUDIT caches have no production fast index, so their `fast_push` always declines.)
         if self.fast_push(self.id, p) {
             return Ok(());
+        }
+        if self.audit {
+            return self.free_audit(p.as_ptr().addr(), false);
         }
         self.free_cold(p)
     }
 
-    /// Everything but a production magazine push: the AUDIT path, or the depot/slab path.
+    /// The production path past the thread cache (depot, slab layer), out of line.
     #[inline(never)]
     fn free_cold(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
-        if self.inner.audit {
-            return self.free_audit(p.as_ptr().addr(), false);
-        }
         self.inner.free_slow(p.as_ptr())
     }
 
@@ -1347,10 +1362,13 @@ impl Cache {
         let mut got = 0;
         if !self.inner.audit {
             while got < n {
-                match self
-                    .fast_pop(self.id)
-                    .or_else(|| self.inner.mag_alloc_one())
-                {
+                // The loaded magazine's rounds in one go, then one object through the
+                // magazine exchange (which loads the next magazine), and so on.
+                got += self.fast_pop_many(n - got, out);
+                if got == n {
+                    break;
+                }
+                match self.inner.mag_alloc_one() {
                     Some(p) => {
                         out.push(p);
                         got += 1;
@@ -1402,11 +1420,60 @@ impl Cache {
     /// # Safety
     /// As for [`Cache::free`], for every element.
     pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) -> Result<(), Box<Report>> {
-        for &p in objs {
+        let mut rest = objs;
+        while let Some((&p, tail)) = rest.split_first() {
+            // Production: as many as fit into the loaded magazine in one go; when none fit,
+            // one `free` through the magazine exchange (which loads an empty magazine).
+            let k = if self.audit {
+                0
+            } else {
+                self.fast_push_many(rest)
+            };
+            if k > 0 {
+                rest = rest.get(k..).unwrap_or_default();
+                continue;
+            }
             // SAFETY: forwarded from this function's contract.
             unsafe { self.free(p)? };
+            rest = tail;
         }
         Ok(())
+    }
+
+    /// [`Self::fast_pop`] for up to `n` rounds at once (production caches).
+    fn fast_pop_many(&self, n: usize, out: &mut Vec<NonNull<u8>>) -> usize {
+        let generation = self.inner.generation.load(Ordering::Relaxed);
+        cpu::fast_slot(self.id, |slot| {
+            slot.own.with_mut(|o| {
+                // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
+                let o = unsafe { &mut *o };
+                if o.generation != generation {
+                    return None;
+                }
+                let k = o.pop_many(n, out);
+                slot.rounds.store(o.rounds(), Ordering::Relaxed);
+                Some(k)
+            })
+        })
+        .unwrap_or(0)
+    }
+
+    /// [`Self::fast_push`] for as many of `objs` as fit (production caches).
+    fn fast_push_many(&self, objs: &[NonNull<u8>]) -> usize {
+        let generation = self.inner.generation.load(Ordering::Relaxed);
+        cpu::fast_slot(self.id, |slot| {
+            slot.own.with_mut(|o| {
+                // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
+                let o = unsafe { &mut *o };
+                if o.generation != generation {
+                    return None;
+                }
+                let k = o.push_many(objs);
+                slot.rounds.store(o.rounds(), Ordering::Relaxed);
+                Some(k)
+            })
+        })
+        .unwrap_or(0)
     }
 
     pub(crate) fn alloc_typed(&self) -> Result<NonNull<u8>, AllocError> {

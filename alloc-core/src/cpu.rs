@@ -116,6 +116,41 @@ impl CpuOwned {
         Some((p, r as i32))
     }
 
+    /// Pops up to `n` rounds off the loaded magazine into `out`, top first (the order single
+    /// pops would give); returns how many. Counted like that many [`CpuOwned::pop`]s.
+    pub(crate) fn pop_many(&mut self, n: usize, out: &mut Vec<NonNull<u8>>) -> usize {
+        let r = usize::try_from(self.rounds()).unwrap_or(0);
+        let k = n.min(r);
+        let Some(top) = self.loaded.round.get(r - k..r) else {
+            return 0;
+        };
+        out.extend(top.iter().rev());
+        // `k * POP` adds `k` to the pop counter and takes `k` from `cp_rounds` (which stays
+        // >= 0, so nothing borrows from the counter).
+        let (w, wrapped) = self.word.overflowing_add(k as u64 * POP);
+        self.word = w;
+        if wrapped {
+            self.alloc += 1 << 32;
+            self.free += 1 << 32;
+        }
+        k
+    }
+
+    /// Pushes as many of `objs` as fit onto the loaded magazine, in order (the last one
+    /// pushed ends on top, as with single pushes); returns how many.
+    pub(crate) fn push_many(&mut self, objs: &[NonNull<u8>]) -> usize {
+        let r = self.word as u32 as usize;
+        // (-1, nothing loaded, is `u32::MAX` here: past any magazine length.)
+        let room = self.loaded.round.len().saturating_sub(r);
+        let k = objs.len().min(room);
+        let (Some(dst), Some(src)) = (self.loaded.round.get_mut(r..r + k), objs.get(..k)) else {
+            return 0;
+        };
+        dst.copy_from_slice(src);
+        self.word += k as u64;
+        k
+    }
+
     /// Pushes `p` onto the loaded magazine (`cp_free++`, `cp_rounds++`); returns the new
     /// `cp_rounds`. `None` when it is full or nothing is loaded (a loaded magazine of the
     /// current generation has exactly `cp_magsize` rounds, so its bounds check is the "full"
@@ -451,6 +486,40 @@ mod tests {
         assert_eq!((o.rounds(), o.counts()), (-1, (3, 5)));
         assert_eq!(o.pop(), None, "nothing loaded");
         assert_eq!(o.push(obj(1)), None, "nothing loaded");
+    }
+
+    #[test]
+    fn bulk_pops_and_pushes_match_single_ones() {
+        let mut bulk = owned(6);
+        let mut single = owned(6);
+        let objs: Vec<_> = (0..8).map(obj).collect();
+        assert_eq!(bulk.push_many(&objs), 6, "only what fits");
+        for &p in &objs[..6] {
+            single.push(p);
+        }
+        let mut out = Vec::new();
+        assert_eq!(bulk.pop_many(4, &mut out), 4);
+        let singles: Vec<_> = (0..4).map(|_| single.pop().unwrap().0).collect();
+        assert_eq!(out, singles, "top first, like single pops");
+        assert_eq!(
+            (bulk.rounds(), bulk.counts()),
+            (single.rounds(), single.counts())
+        );
+        assert_eq!(bulk.counts(), (4, 6));
+        out.clear();
+        assert_eq!(bulk.pop_many(10, &mut out), 2, "only what is there");
+        assert_eq!(bulk.pop_many(1, &mut out), 0);
+        assert_eq!((bulk.rounds(), bulk.counts()), (0, (6, 6)));
+        bulk.detach();
+        assert_eq!(bulk.push_many(&objs), 0, "nothing loaded");
+        assert_eq!(bulk.pop_many(3, &mut out), 0, "nothing loaded");
+        // A bulk pop that wraps the pop counter is not lost either.
+        let mut w = owned(4);
+        w.push_many(&objs[..4]);
+        w.word += (u64::from(u32::MAX) - 1) << 32;
+        let before = w.counts();
+        assert_eq!(w.pop_many(3, &mut out), 3);
+        assert_eq!(w.counts(), (before.0 + 3, before.1));
     }
 
     #[test]

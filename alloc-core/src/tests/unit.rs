@@ -1160,7 +1160,13 @@ fn random_production_operations_agree_with_a_model() {
                     live.push(p);
                 }
             }
-            50..=94 if !live.is_empty() => {
+            90..=94 if !live.is_empty() => {
+                let k = (rnd(12) as usize + 1).min(live.len());
+                let batch: Vec<_> = live.drain(live.len() - k..).collect();
+                // SAFETY: allocated from `c`, each freed once.
+                unsafe { c.free_batch(&batch).unwrap() };
+            }
+            50..=89 if !live.is_empty() => {
                 let i = rnd(live.len() as u64) as usize;
                 free(&c, live.swap_remove(i));
             }
@@ -1213,8 +1219,16 @@ fn cpu_counters_match_the_rounds_held() {
             }
             8 => {
                 let mut v = Vec::new();
-                allocs += c.alloc_batch(rnd(4) as usize + 1, &mut v).unwrap() as u64;
+                allocs += c.alloc_batch(rnd(12) as usize + 1, &mut v).unwrap() as u64;
                 live.extend(v);
+            }
+            9 if !live.is_empty() => {
+                // A batch free of up to 9 objects (bulk pushes and magazine exchanges).
+                let k = (rnd(9) as usize + 1).min(live.len());
+                let batch: Vec<_> = live.drain(live.len() - k..).collect();
+                // SAFETY: allocated above from `c`, each freed once.
+                unsafe { c.free_batch(&batch).unwrap() };
+                frees += k as u64;
             }
             _ if !live.is_empty() => {
                 let i = rnd(live.len() as u64) as usize;
