@@ -9,6 +9,7 @@
 //!   channel; time per object, channel cost included for every contender).
 //!
 //! Run: `cargo bench -p flowslab-benches --bench alloc -- --warm-up-time 1 --measurement-time 3`
+//! (add `--features mimalloc-secure` to compare with mimalloc's secure mode instead).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -22,6 +23,14 @@ use criterion::{Criterion, Throughput, criterion_group};
 use mimalloc::MiMalloc;
 
 const SIZE: usize = 64;
+
+/// The mimalloc contender's name: its secure mode when built with the `mimalloc-secure`
+/// feature (see benches/Cargo.toml).
+const MIMALLOC: &str = if cfg!(feature = "mimalloc-secure") {
+    "mimalloc-secure"
+} else {
+    "mimalloc"
+};
 const RING: usize = 32;
 const BATCH: usize = 64;
 
@@ -182,7 +191,7 @@ fn pair(c: &mut Criterion) {
     g.bench_function("freelist-floor", |b| {
         b.iter_custom(|n| ring(&mut FreeList(Vec::with_capacity(64)), n))
     });
-    g.bench_function("mimalloc", |b| {
+    g.bench_function(MIMALLOC, |b| {
         b.iter_custom(|n| ring(&mut Global(MiMalloc), n))
     });
     g.bench_function("slab", |b| {
@@ -222,7 +231,7 @@ fn batches(c: &mut Criterion) {
     g.bench_function("system", |b| {
         b.iter_custom(|n| batch(&mut Global(System), n))
     });
-    g.bench_function("mimalloc", |b| {
+    g.bench_function(MIMALLOC, |b| {
         b.iter_custom(|n| batch(&mut Global(MiMalloc), n))
     });
     g.bench_function("slab", |b| {
@@ -304,7 +313,7 @@ fn cross_thread(c: &mut Criterion) {
             )
         })
     });
-    g.bench_function("mimalloc", |b| {
+    g.bench_function(MIMALLOC, |b| {
         b.iter_custom(|n| {
             xthread(
                 n,
@@ -375,7 +384,7 @@ fn count_mode(spec: &str) {
         "freelist-floor" => {
             ring(&mut FreeList(Vec::with_capacity(64)), n);
         }
-        "mimalloc" => {
+        "mimalloc" | "mimalloc-secure" => {
             ring(&mut Global(MiMalloc), n);
         }
         "slab" => {

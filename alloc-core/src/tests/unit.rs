@@ -470,6 +470,8 @@ fn ctor_dtor_run_at_the_slab_boundary() {
         .unwrap();
     let e = fail.alloc().unwrap_err();
     assert_eq!(e.name(), "ctor-failed");
+    assert_eq!(e.to_string(), "skc.t.ctorfail: object constructor failed");
+    assert!(matches!(&e, AllocError::CtorFailed { cache } if *cache == "skc.t.ctorfail"));
     let st = fail.stats();
     assert_eq!(
         (st.sca_sl_alloc_fail, st.sca_sl_alloc, st.sca_sl_free),
