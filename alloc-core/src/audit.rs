@@ -181,6 +181,16 @@ pub(crate) unsafe fn fill(p: *mut u8, len: usize, pattern: u64) {
         unsafe { p.cast::<[u64; 8]>().write([pattern; 8]) };
         return;
     }
+    // SAFETY: forwarded from this function's contract.
+    unsafe { fill_lines(p, len, pattern) }
+}
+
+/// [`fill`] for any length (out of line, keeping the one-line case small).
+///
+/// # Safety
+/// As for [`fill`].
+#[inline(never)]
+unsafe fn fill_lines(p: *mut u8, len: usize, pattern: u64) {
     // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for writes
     // and used by nobody else during this call; `[u64; 8]` has `u64`'s alignment, so the
     // whole 64-byte lines and the odd words after them split that range exactly.
@@ -226,6 +236,16 @@ pub(crate) unsafe fn verify(p: *const u8, len: usize, pattern: u64) -> Option<(u
         }
         return first_difference(line, pattern);
     }
+    // SAFETY: forwarded from this function's contract.
+    unsafe { verify_lines(p, len, pattern) }
+}
+
+/// [`verify`] for any length (out of line, keeping the one-line case small).
+///
+/// # Safety
+/// As for [`verify`].
+#[inline(never)]
+unsafe fn verify_lines(p: *const u8, len: usize, pattern: u64) -> Option<(usize, u64)> {
     let whole = len / 64;
     // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for reads
     // and written by nobody else during this call; `[u64; 8]` has `u64`'s alignment, and

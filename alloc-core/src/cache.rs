@@ -28,7 +28,8 @@ pub(crate) struct Inner {
     pub(crate) generation: AtomicU64,
     pub(crate) audit: bool,
     /// AUDIT allocations may take the thread-cache fast path: the default audit options
-    /// (poison, transactions, no backtraces), no constructor to run, no uninitialised fill.
+    /// (poison, transactions, no timestamps, no backtraces), no constructor to run, no
+    /// uninitialised fill.
     /// [`Cache::alloc_audit_fast`] tests this one flag instead of five.
     audit_fast_alloc: bool,
     /// AUDIT frees may take the thread-cache fast path: the default audit options and no
@@ -990,8 +991,11 @@ impl Cache {
             cfg.audit.backtraces,
         );
         let depot = Depot::new(magtype, magsize);
-        let audit_defaults =
-            audit && cfg.audit.poison && cfg.audit.transactions && !cfg.audit.backtraces;
+        let audit_defaults = audit
+            && cfg.audit.poison
+            && cfg.audit.transactions
+            && !cfg.audit.timestamps
+            && !cfg.audit.backtraces;
         let inner = Arc::new(Inner {
             id: crate::sync::ids::take(),
             name: CacheName::new(cfg.name),
@@ -1217,7 +1221,7 @@ impl Cache {
                 // proved the object allocated, so its slab cannot be destroyed under us);
                 // chunks are 8-aligned and a multiple of 8 long; the CAS made us its only user.
                 unsafe { audit::fill(p, inner.geo.chunksize, FREE_PATTERN) };
-                bc.stamp(TxnKind::Free, inner.audit_opts.timestamps);
+                bc.stamp(TxnKind::Free, false);
                 if let Some(r) = NonNull::new(p).and_then(|p| o.push(p)) {
                     slot.rounds.store(r, Ordering::Relaxed);
                     return Some(());
@@ -1266,7 +1270,7 @@ impl Cache {
                     return Err(p);
                 };
                 bc.state.store(state, Ordering::Release);
-                bc.stamp(TxnKind::Alloc, inner.audit_opts.timestamps);
+                bc.stamp(TxnKind::Alloc, false);
                 Ok(NonNull::new(p))
             }))
         })

@@ -706,6 +706,39 @@ fn backtraces_are_recorded_when_asked() {
     assert!(f.seq >= 2, "alloc then free on this thread");
 }
 
+/// Timestamps without backtraces: such caches take the full audit path (the thread-cache
+/// fast path is for the default options), which records them on alloc and free alike,
+/// including for objects handed out again from a magazine.
+#[test]
+#[cfg_attr(miri, ignore = "reads a real clock")]
+fn timestamps_are_recorded_on_the_full_path() {
+    let c = Cache::builder("t.ts", 64)
+        .mode(Mode::AUDIT)
+        .policy(Policy::Report)
+        .audit_options(AuditOptions {
+            timestamps: true,
+            ..AuditOptions::default()
+        })
+        .build()
+        .unwrap();
+    let p = c.alloc().unwrap();
+    c.try_free(p.as_ptr()).unwrap();
+    let q = c.alloc().unwrap();
+    assert_eq!(p, q, "handed out again from the magazine");
+    c.try_free(q.as_ptr()).unwrap();
+    let FreeError::Audit(r) = c.try_free(q.as_ptr()).unwrap_err() else {
+        panic!()
+    };
+    assert_eq!(r.kind, ReportKind::DoubleFree);
+    let (a, f) = (r.last_alloc.unwrap(), r.last_free.unwrap());
+    assert!(
+        a.timestamp_ms > 0 && f.timestamp_ms >= a.timestamp_ms,
+        "{a:?} {f:?}"
+    );
+    assert!(f.seq > a.seq, "free after alloc on this thread");
+    assert!(a.backtrace.is_none() && f.backtrace.is_none());
+}
+
 /// Runs the Abort policy in a child test process (abort would kill this one).
 #[test]
 fn abort_policy_prints_the_panic_line_and_aborts() {
