@@ -45,6 +45,13 @@ impl AuditBc {
     #[inline(always)]
     pub(crate) fn stamp(&self, kind: TxnKind, timestamps: bool) {
         let (thread, seq) = crate::cpu::next_txn();
+        self.stamp_as(kind, thread, seq, timestamps);
+    }
+
+    /// [`AuditBc::stamp`] for a caller that knows its thread number and has drawn `seq`
+    /// (the thread-cache fast paths: the slot holds the thread number).
+    #[inline(always)]
+    pub(crate) fn stamp_as(&self, kind: TxnKind, thread: u64, seq: u64, timestamps: bool) {
         let (t, s, m) = match kind {
             TxnKind::Alloc => (&self.alloc_thread, &self.alloc_seq, &self.alloc_ms),
             TxnKind::Free => (&self.free_thread, &self.free_seq, &self.free_ms),

@@ -1094,12 +1094,11 @@ impl Cache {
     /// `mcache_audit` report (an error under [`Policy::Report`]).
     #[inline]
     pub fn alloc(&self) -> Result<NonNull<u8>, AllocError> {
-        // (AUDIT caches have no production fast index, so their `fast_pop` always declines.)
-        if let Some(p) = self.fast_pop(self.id) {
-            return Ok(p);
-        }
         if self.audit {
             return self.alloc_audit(false);
+        }
+        if let Some(p) = self.fast_pop(self.id) {
+            return Ok(p);
         }
         self.alloc_cold()
     }
@@ -1209,27 +1208,29 @@ impl Cache {
             slot.own.with_mut(|o| {
                 // SAFETY: this thread's own slot; no user code runs in here.
                 let o = unsafe { &mut *o };
-                if o.generation != generation || (o.rounds() as u32) >= (o.magsize as u32) {
+                if o.generation != generation {
                     return None;
                 }
                 let (a, p, idx) = inner.locate_cached(o, addr)?;
                 let bc = a.bc.get(idx)?;
-                bc.state
+                // Push first (a full magazine declines before anything changed), then claim
+                // the object; if the claim fails the push is taken back.
+                let r = o.push(NonNull::new(p)?)?;
+                if bc
+                    .state
                     .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
-                    .ok()?;
+                    .is_err()
+                {
+                    o.unpush();
+                    return None;
+                }
                 // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS
                 // proved the object allocated, so its slab cannot be destroyed under us);
                 // chunks are 8-aligned and a multiple of 8 long; the CAS made us its only user.
                 unsafe { audit::fill(p, inner.geo.chunksize, FREE_PATTERN) };
-                bc.stamp(TxnKind::Free, false);
-                if let Some(r) = NonNull::new(p).and_then(|p| o.push(p)) {
-                    slot.rounds.store(r, Ordering::Relaxed);
-                    return Some(());
-                }
-                // Unreachable in practice (rounds < magsize implies a loaded magazine);
-                // undo the state change so the full path sees the object as it was.
-                bc.state.store(expect, Ordering::Release);
-                None
+                bc.stamp_as(TxnKind::Free, slot.thread, cpu::next_seq(), false);
+                slot.rounds.store(r, Ordering::Relaxed);
+                Some(())
             })
         })
     }
@@ -1270,7 +1271,7 @@ impl Cache {
                     return Err(p);
                 };
                 bc.state.store(state, Ordering::Release);
-                bc.stamp(TxnKind::Alloc, false);
+                bc.stamp_as(TxnKind::Alloc, slot.thread, cpu::next_seq(), false);
                 Ok(NonNull::new(p))
             }))
         })
@@ -1320,12 +1321,11 @@ impl Cache {
     /// and not freed since, and must not be used after this call.
     #[inline]
     pub unsafe fn free(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
-        // (AUDIT caches have no production fast index, so their `fast_push` always declines.)
-        if self.fast_push(self.id, p) {
-            return Ok(());
-        }
         if self.audit {
             return self.free_audit(p.as_ptr().addr(), false);
+        }
+        if self.fast_push(self.id, p) {
+            return Ok(());
         }
         self.free_cold(p)
     }
@@ -1345,7 +1345,7 @@ impl Cache {
     /// Objects owned by a [`crate::TypedObj`] are refused ([`InvalidReason::OwnedByHandle`]).
     #[inline]
     pub fn try_free(&self, p: *mut u8) -> Result<(), FreeError> {
-        if !self.inner.audit {
+        if !self.audit {
             return Err(FreeError::NotAudited {
                 cache: self.inner.name.to_string(),
             });

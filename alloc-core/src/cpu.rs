@@ -151,6 +151,13 @@ impl CpuOwned {
         k
     }
 
+    /// Takes back the round [`CpuOwned::push`] just pushed (the caller then refused the
+    /// object): as if the push never happened.
+    #[inline(always)]
+    pub(crate) fn unpush(&mut self) {
+        self.word -= 1;
+    }
+
     /// Pushes `p` onto the loaded magazine (`cp_free++`, `cp_rounds++`); returns the new
     /// `cp_rounds`. `None` when it is full or nothing is loaded (a loaded magazine of the
     /// current generation has exactly `cp_magsize` rounds, so its bounds check is the "full"
@@ -424,6 +431,18 @@ pub(crate) fn next_txn() -> (u64, u64) {
         (thread, seq)
     })
     .unwrap_or((0, 0))
+}
+
+/// This thread's next audit transaction number (for callers that already know the thread
+/// number, e.g. from their [`CpuSlot`]).
+#[inline(always)]
+pub(crate) fn next_seq() -> u64 {
+    IDS.try_with(|ids| {
+        let seq = ids.seq.get() + 1;
+        ids.seq.set(seq);
+        seq
+    })
+    .unwrap_or(0)
 }
 
 /// This thread's process-unique number (1-based, assigned on first use), as recorded in

@@ -415,9 +415,112 @@ fn count_mode(spec: &str) {
 
 criterion_group!(benches, pair, batches, cross_thread);
 
+/// Interleaved timing mode (no criterion): `ALLOC_INTERLEAVE=<rounds>` times the `pair`
+/// workload (single alloc/free calls) and the `batch` workload (`alloc_batch`/`free_batch`
+/// for alloc-core, 64 single calls for the others) for every contender in short bursts,
+/// round-robin, `rounds` times, and prints each contender's minimum and median ns per
+/// object. Interleaving puts every contender under the same background load; the minimum
+/// is the figure least disturbed by other tenants of a shared machine.
+fn interleave_mode(rounds: usize) {
+    // Bursts of 40-200 ms: long enough for every allocator to reach its steady state.
+    let pairs: u64 = 10_000_000;
+    const BATCHES: u64 = 200_000;
+    let prod = cache("il.prod", Mode::empty());
+    let audit = cache("il.audit", Mode::AUDIT);
+    let bprod = cache("il.batch.prod", Mode::BATCH);
+    let baudit = cache("il.batch.audit", Mode::BATCH | Mode::AUDIT);
+    type Run<'a> = Box<dyn FnMut() -> f64 + 'a>;
+    let per = |d: Duration, n: u64| d.as_secs_f64() * 1e9 / n as f64;
+    let batch_core = |c: &Cache| {
+        let mut v = Vec::with_capacity(BATCH);
+        let start = Instant::now();
+        for _ in 0..BATCHES {
+            c.alloc_batch(BATCH, &mut v).expect("alloc");
+            if c.mode().contains(Mode::AUDIT) {
+                for p in v.drain(..) {
+                    c.try_free(p.as_ptr()).expect("free");
+                }
+            } else {
+                // SAFETY: all allocated just above from `c`, freed once.
+                unsafe { c.free_batch(&v).expect("free") };
+                v.clear();
+            }
+        }
+        start.elapsed()
+    };
+    let mut contenders: Vec<(String, Run)> = vec![
+        (
+            "pair/system".into(),
+            Box::new(|| per(ring(&mut Global(System), pairs), pairs)),
+        ),
+        (
+            format!("pair/{MIMALLOC}"),
+            Box::new(|| per(ring(&mut Global(MiMalloc), pairs), pairs)),
+        ),
+        (
+            "pair/slab".into(),
+            Box::new(|| {
+                per(
+                    ring(&mut SlabCrate(slab::Slab::with_capacity(64)), pairs),
+                    pairs,
+                )
+            }),
+        ),
+        (
+            "pair/alloc-core".into(),
+            Box::new(|| per(ring(&mut Skmem(&prod), pairs), pairs)),
+        ),
+        (
+            "pair/alloc-core-audit".into(),
+            Box::new(|| per(ring(&mut SkmemAudit(&audit), pairs), pairs)),
+        ),
+        (
+            "batch/system".into(),
+            Box::new(|| per(batch(&mut Global(System), BATCHES), BATCHES * BATCH as u64)),
+        ),
+        (
+            format!("batch/{MIMALLOC}"),
+            Box::new(|| {
+                per(
+                    batch(&mut Global(MiMalloc), BATCHES),
+                    BATCHES * BATCH as u64,
+                )
+            }),
+        ),
+        (
+            "batch/alloc-core".into(),
+            Box::new(|| per(batch_core(&bprod), BATCHES * BATCH as u64)),
+        ),
+        (
+            "batch/alloc-core-audit".into(),
+            Box::new(|| per(batch_core(&baudit), BATCHES * BATCH as u64)),
+        ),
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+    for _ in 0..rounds {
+        for ((_, run), s) in contenders.iter_mut().zip(&mut samples) {
+            s.push(run());
+        }
+    }
+    println!(
+        "{:<28} {:>9} {:>9}  (ns per object, {rounds} interleaved rounds)",
+        "", "min", "median"
+    );
+    for ((name, _), s) in contenders.iter().zip(&mut samples) {
+        s.sort_by(f64::total_cmp);
+        let min = s.first().copied().unwrap_or(f64::NAN);
+        let median = s.get(s.len() / 2).copied().unwrap_or(f64::NAN);
+        println!("{name:<28} {min:>9.2} {median:>9.2}");
+    }
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("ALLOC_COUNT") {
         count_mode(&spec);
+        return;
+    }
+    if let Ok(rounds) = std::env::var("ALLOC_INTERLEAVE") {
+        interleave_mode(rounds.parse().expect("ALLOC_INTERLEAVE=<rounds>"));
         return;
     }
     benches();

@@ -1292,3 +1292,50 @@ fn cpu_counters_match_the_rounds_held() {
     }
     c.destroy().unwrap();
 }
+
+/// The thread-cache fast paths record the same thread numbers and per-thread sequence as the
+/// full paths: one thread's alloc/free pairs carry its number with rising sequence numbers,
+/// and a free on another thread carries that thread's number.
+#[test]
+fn fast_path_transactions_name_the_thread() {
+    let c = StdArc::new(audit("t.txn.threads"));
+    let p = c.alloc().unwrap(); // slab layer (full path)
+    c.try_free(p.as_ptr()).unwrap(); // thread cache (fast path)
+    let q = c.alloc().unwrap(); // magazine (fast path)
+    assert_eq!(p, q);
+    c.try_free(q.as_ptr()).unwrap();
+    let FreeError::Audit(r) = c.try_free(q.as_ptr()).unwrap_err() else {
+        panic!()
+    };
+    let (a, f) = (r.last_alloc.unwrap(), r.last_free.unwrap());
+    assert!(a.thread != 0 && a.thread == f.thread, "{a:?} {f:?}");
+    assert_eq!(
+        f.seq,
+        a.seq + 1,
+        "free right after the alloc on this thread"
+    );
+    let me = a.thread;
+
+    let o = c.alloc().unwrap();
+    let addr = o.as_ptr().addr();
+    let c2 = StdArc::clone(&c);
+    // The other thread frees it (fast path, into its magazine) and frees it again while it
+    // is still cached there, so the report carries both records. (`try_free` never
+    // dereferences its argument: an address without provenance is enough.)
+    let r = std::thread::spawn(move || {
+        c2.try_free(std::ptr::without_provenance_mut(addr)).unwrap();
+        match c2.try_free(std::ptr::without_provenance_mut(addr)) {
+            Err(FreeError::Audit(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(r.kind, ReportKind::DoubleFree);
+    let (a, f) = (r.last_alloc.unwrap(), r.last_free.unwrap());
+    assert_eq!(a.thread, me);
+    assert!(
+        f.thread != 0 && f.thread != me,
+        "freed on the other thread: {f:?}"
+    );
+}
