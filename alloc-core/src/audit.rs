@@ -238,7 +238,12 @@ pub(crate) unsafe fn verify(p: *const u8, len: usize, pattern: u64) -> Option<(u
         // SAFETY: as below; 64 valid, 8-aligned bytes nobody writes meanwhile are one
         // `[u64; 8]`.
         let line = unsafe { &*p.cast::<[u64; 8]>() };
-        if line.iter().fold(0, |d, w| d | (w ^ pattern)) == 0 {
+        // As four 16-byte lanes, so that the check compiles to a few vector xor/or steps
+        // instead of eight compare-and-branch pairs.
+        // SAFETY: the same 64 readable bytes; an unaligned read has no alignment demand.
+        let lanes = unsafe { p.cast::<[u128; 4]>().read_unaligned() };
+        let pat = u128::from(pattern) << 64 | u128::from(pattern);
+        if lanes.iter().fold(0, |d, w| d | (w ^ pat)) == 0 {
             return None;
         }
         return first_difference(line, pattern);
