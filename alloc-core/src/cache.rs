@@ -1446,24 +1446,17 @@ impl Cache {
 
     /// [`Self::fast_pop`] for up to `n` rounds at once (production caches).
     fn fast_pop_many(&self, n: usize, out: &mut Vec<NonNull<u8>>) -> usize {
-        let generation = self.inner.generation.load(Ordering::Relaxed);
-        cpu::fast_slot(self.id, |slot| {
-            slot.own.with_mut(|o| {
-                // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
-                let o = unsafe { &mut *o };
-                if o.generation != generation {
-                    return None;
-                }
-                let k = o.pop_many(n, out);
-                slot.rounds.store(o.rounds(), Ordering::Relaxed);
-                Some(k)
-            })
-        })
-        .unwrap_or(0)
+        self.with_current_slot(|o| o.pop_many(n, out))
     }
 
     /// [`Self::fast_push`] for as many of `objs` as fit (production caches).
     fn fast_push_many(&self, objs: &[NonNull<u8>]) -> usize {
+        self.with_current_slot(|o| o.push_many(objs))
+    }
+
+    /// Runs a bulk operation `f` on this thread's cache (production fast index) if its
+    /// generation is current, then publishes `cp_rounds`; 0 if there is none to use.
+    fn with_current_slot(&self, f: impl FnOnce(&mut CpuOwned) -> usize) -> usize {
         let generation = self.inner.generation.load(Ordering::Relaxed);
         cpu::fast_slot(self.id, |slot| {
             slot.own.with_mut(|o| {
@@ -1472,7 +1465,7 @@ impl Cache {
                 if o.generation != generation {
                     return None;
                 }
-                let k = o.push_many(objs);
+                let k = f(o);
                 slot.rounds.store(o.rounds(), Ordering::Relaxed);
                 Some(k)
             })

@@ -174,6 +174,27 @@ fn batch<P: Pool>(p: &mut P, iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// The `batch` workload through alloc-core's batch API: `alloc_batch`, then `free_batch`
+/// (production) or `try_free` per object (AUDIT, the safe API).
+fn batch_cache(c: &Cache, iters: u64) -> Duration {
+    let audit = c.mode().contains(Mode::AUDIT);
+    let mut v = Vec::with_capacity(BATCH);
+    let start = Instant::now();
+    for _ in 0..iters {
+        c.alloc_batch(BATCH, &mut v).expect("alloc");
+        if audit {
+            for p in v.drain(..) {
+                c.try_free(p.as_ptr()).expect("free");
+            }
+        } else {
+            // SAFETY: all allocated just above from `c`, freed once.
+            unsafe { c.free_batch(&v).expect("free") };
+            v.clear();
+        }
+    }
+    start.elapsed()
+}
+
 fn cache(name: &str, mode: Mode) -> Cache {
     Cache::builder(name, SIZE)
         .mode(mode)
@@ -242,26 +263,7 @@ fn batches(c: &mut Criterion) {
         ("alloc-core-audit", Mode::BATCH | Mode::AUDIT),
     ] {
         let c = cache(&format!("bench.batch.{name}"), mode);
-        let audit = mode.contains(Mode::AUDIT);
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                let mut v = Vec::with_capacity(BATCH);
-                let start = Instant::now();
-                for _ in 0..n {
-                    c.alloc_batch(BATCH, &mut v).expect("alloc");
-                    if audit {
-                        for p in v.drain(..) {
-                            c.try_free(p.as_ptr()).expect("free");
-                        }
-                    } else {
-                        // SAFETY: all allocated just above from `c`, freed once.
-                        unsafe { c.free_batch(&v).expect("free") };
-                        v.clear();
-                    }
-                }
-                start.elapsed()
-            })
-        });
+        g.bench_function(name, |b| b.iter_custom(|n| batch_cache(&c, n)));
     }
     g.finish();
 }
@@ -423,7 +425,7 @@ criterion_group!(benches, pair, batches, cross_thread);
 /// is the figure least disturbed by other tenants of a shared machine.
 fn interleave_mode(rounds: usize) {
     // Bursts of 40-200 ms: long enough for every allocator to reach its steady state.
-    let pairs: u64 = 10_000_000;
+    const PAIRS: u64 = 10_000_000;
     const BATCHES: u64 = 200_000;
     let prod = cache("il.prod", Mode::empty());
     let audit = cache("il.audit", Mode::AUDIT);
@@ -431,48 +433,31 @@ fn interleave_mode(rounds: usize) {
     let baudit = cache("il.batch.audit", Mode::BATCH | Mode::AUDIT);
     type Run<'a> = Box<dyn FnMut() -> f64 + 'a>;
     let per = |d: Duration, n: u64| d.as_secs_f64() * 1e9 / n as f64;
-    let batch_core = |c: &Cache| {
-        let mut v = Vec::with_capacity(BATCH);
-        let start = Instant::now();
-        for _ in 0..BATCHES {
-            c.alloc_batch(BATCH, &mut v).expect("alloc");
-            if c.mode().contains(Mode::AUDIT) {
-                for p in v.drain(..) {
-                    c.try_free(p.as_ptr()).expect("free");
-                }
-            } else {
-                // SAFETY: all allocated just above from `c`, freed once.
-                unsafe { c.free_batch(&v).expect("free") };
-                v.clear();
-            }
-        }
-        start.elapsed()
-    };
     let mut contenders: Vec<(String, Run)> = vec![
         (
             "pair/system".into(),
-            Box::new(|| per(ring(&mut Global(System), pairs), pairs)),
+            Box::new(|| per(ring(&mut Global(System), PAIRS), PAIRS)),
         ),
         (
             format!("pair/{MIMALLOC}"),
-            Box::new(|| per(ring(&mut Global(MiMalloc), pairs), pairs)),
+            Box::new(|| per(ring(&mut Global(MiMalloc), PAIRS), PAIRS)),
         ),
         (
             "pair/slab".into(),
             Box::new(|| {
                 per(
-                    ring(&mut SlabCrate(slab::Slab::with_capacity(64)), pairs),
-                    pairs,
+                    ring(&mut SlabCrate(slab::Slab::with_capacity(64)), PAIRS),
+                    PAIRS,
                 )
             }),
         ),
         (
             "pair/alloc-core".into(),
-            Box::new(|| per(ring(&mut Skmem(&prod), pairs), pairs)),
+            Box::new(|| per(ring(&mut Skmem(&prod), PAIRS), PAIRS)),
         ),
         (
             "pair/alloc-core-audit".into(),
-            Box::new(|| per(ring(&mut SkmemAudit(&audit), pairs), pairs)),
+            Box::new(|| per(ring(&mut SkmemAudit(&audit), PAIRS), PAIRS)),
         ),
         (
             "batch/system".into(),
@@ -489,11 +474,11 @@ fn interleave_mode(rounds: usize) {
         ),
         (
             "batch/alloc-core".into(),
-            Box::new(|| per(batch_core(&bprod), BATCHES * BATCH as u64)),
+            Box::new(|| per(batch_cache(&bprod, BATCHES), BATCHES * BATCH as u64)),
         ),
         (
             "batch/alloc-core-audit".into(),
-            Box::new(|| per(batch_core(&baudit), BATCHES * BATCH as u64)),
+            Box::new(|| per(batch_cache(&baudit, BATCHES), BATCHES * BATCH as u64)),
         ),
     ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];

@@ -11,11 +11,24 @@ use crate::sync::lock;
 use crate::*;
 
 fn audit(name: &str) -> Cache {
+    audit_with(name, AuditOptions::default())
+}
+
+fn audit_with(name: &str, opts: AuditOptions) -> Cache {
     Cache::builder(name, 64)
         .mode(Mode::AUDIT)
         .policy(Policy::Report)
+        .audit_options(opts)
         .build()
         .expect("config")
+}
+
+/// Frees `p` a second time and returns the double-free report.
+fn second_free(c: &Cache, p: NonNull<u8>) -> Box<Report> {
+    match c.try_free(p.as_ptr()) {
+        Err(FreeError::Audit(r)) => r,
+        other => panic!("second free accepted: {other:?}"),
+    }
 }
 
 /// A NOMAGAZINES cache with `chunks` 64-byte objects per slab.
@@ -685,22 +698,17 @@ fn panic_policy_panics_with_a_kernel_panic_line() {
 #[test]
 #[cfg_attr(miri, ignore = "backtrace capture is slow/unsupported under Miri")]
 fn backtraces_are_recorded_when_asked() {
-    let c = Cache::builder("t.bt", 64)
-        .mode(Mode::AUDIT)
-        .policy(Policy::Report)
-        .audit_options(AuditOptions {
+    let c = audit_with(
+        "t.bt",
+        AuditOptions {
             backtraces: true,
             timestamps: true,
             ..AuditOptions::default()
-        })
-        .build()
-        .unwrap();
+        },
+    );
     let p = c.alloc().unwrap();
     c.try_free(p.as_ptr()).unwrap();
-    let FreeError::Audit(r) = c.try_free(p.as_ptr()).unwrap_err() else {
-        panic!()
-    };
-    let f = r.last_free.unwrap();
+    let f = second_free(&c, p).last_free.unwrap();
     assert!(f.backtrace.is_some_and(|b| !b.is_empty()));
     assert!(f.timestamp_ms > 0);
     assert!(f.seq >= 2, "alloc then free on this thread");
@@ -712,23 +720,19 @@ fn backtraces_are_recorded_when_asked() {
 #[test]
 #[cfg_attr(miri, ignore = "reads a real clock")]
 fn timestamps_are_recorded_on_the_full_path() {
-    let c = Cache::builder("t.ts", 64)
-        .mode(Mode::AUDIT)
-        .policy(Policy::Report)
-        .audit_options(AuditOptions {
+    let c = audit_with(
+        "t.ts",
+        AuditOptions {
             timestamps: true,
             ..AuditOptions::default()
-        })
-        .build()
-        .unwrap();
+        },
+    );
     let p = c.alloc().unwrap();
     c.try_free(p.as_ptr()).unwrap();
     let q = c.alloc().unwrap();
     assert_eq!(p, q, "handed out again from the magazine");
     c.try_free(q.as_ptr()).unwrap();
-    let FreeError::Audit(r) = c.try_free(q.as_ptr()).unwrap_err() else {
-        panic!()
-    };
+    let r = second_free(&c, q);
     assert_eq!(r.kind, ReportKind::DoubleFree);
     let (a, f) = (r.last_alloc.unwrap(), r.last_free.unwrap());
     assert!(
@@ -1304,9 +1308,7 @@ fn fast_path_transactions_name_the_thread() {
     let q = c.alloc().unwrap(); // magazine (fast path)
     assert_eq!(p, q);
     c.try_free(q.as_ptr()).unwrap();
-    let FreeError::Audit(r) = c.try_free(q.as_ptr()).unwrap_err() else {
-        panic!()
-    };
+    let r = second_free(&c, q);
     let (a, f) = (r.last_alloc.unwrap(), r.last_free.unwrap());
     assert!(a.thread != 0 && a.thread == f.thread, "{a:?} {f:?}");
     assert_eq!(
