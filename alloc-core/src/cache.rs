@@ -1279,9 +1279,7 @@ impl Cache {
     }
 
     /// Audit free: validate and poison (outside the thread table: the destructor is user
-    /// code), then the magazine fast path, else the slow path. (`#[cold]`: see
-    /// [`Self::alloc_audit`].)
-    #[cold]
+    /// code), then the magazine fast path, else the slow path.
     #[inline(never)]
     fn free_audit(&self, addr: usize, typed: bool) -> Result<(), Box<Report>> {
         if self.free_audit_fast(addr, typed).is_some() {
@@ -1322,12 +1320,21 @@ impl Cache {
     #[inline]
     pub unsafe fn free(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
         if self.audit {
-            return self.free_audit(p.as_ptr().addr(), false);
+            return self.free_audited(p);
         }
         if self.fast_push(self.id, p) {
             return Ok(());
         }
         self.free_cold(p)
+    }
+
+    /// [`Self::free`] in an AUDIT cache. `#[cold]` only for the layout of `free`'s callers:
+    /// production caches never come here. (`try_free`, the audit API, calls
+    /// [`Self::free_audit`] directly.)
+    #[cold]
+    #[inline(never)]
+    fn free_audited(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
+        self.free_audit(p.as_ptr().addr(), false)
     }
 
     /// The production path past the thread cache (depot, slab layer), out of line.
@@ -1346,11 +1353,16 @@ impl Cache {
     #[inline]
     pub fn try_free(&self, p: *mut u8) -> Result<(), FreeError> {
         if !self.audit {
-            return Err(FreeError::NotAudited {
-                cache: self.inner.name.to_string(),
-            });
+            return Err(self.not_audited());
         }
         self.free_audit(p.addr(), false).map_err(FreeError::Audit)
+    }
+
+    #[cold]
+    fn not_audited(&self) -> FreeError {
+        FreeError::NotAudited {
+            cache: self.inner.name.to_string(),
+        }
     }
 
     /// Allocates up to `n` objects into `out` (`skmem_cache_batch_alloc`); returns how many
