@@ -119,7 +119,7 @@ fn lookups(c: &mut Criterion) {
             let mut i = 0usize;
             let mut guard = t.mgr.read_guard();
             b.iter(|| {
-                if i % PIN_BATCH == 0 {
+                if i.is_multiple_of(PIN_BATCH) {
                     guard = t.mgr.read_guard();
                 }
                 let k = &keys[ord[i % n] as usize];

@@ -41,29 +41,29 @@ pub(crate) fn strip_macho_underscore(name: &str) -> &str {
 pub fn demangle(name: &str) -> Demangled {
     let looks_rust_v0 = name.starts_with("_R");
     let looks_itanium = name.starts_with("_Z");
-    if looks_rust_v0 || looks_itanium {
-        if let Ok(sym) = rustc_demangle::try_demangle(name) {
-            let text = format!("{sym:#}");
-            // rustc_demangle also accepts plain C++ `_ZN…E` names; only call it Rust when
-            // the legacy hash suffix or the v0 prefix is there.
-            if looks_rust_v0 || format!("{sym}") != text {
-                return Demangled {
-                    name: text,
-                    mangling: Mangling::Rust,
-                    demangled: true,
-                };
-            }
+    if (looks_rust_v0 || looks_itanium)
+        && let Ok(sym) = rustc_demangle::try_demangle(name)
+    {
+        let text = format!("{sym:#}");
+        // rustc_demangle also accepts plain C++ `_ZN…E` names; only call it Rust when
+        // the legacy hash suffix or the v0 prefix is there.
+        if looks_rust_v0 || format!("{sym}") != text {
+            return Demangled {
+                name: text,
+                mangling: Mangling::Rust,
+                demangled: true,
+            };
         }
     }
     if looks_itanium {
-        if let Ok(sym) = cpp_demangle::Symbol::new(name) {
-            if let Ok(text) = sym.demangle() {
-                return Demangled {
-                    name: text,
-                    mangling: Mangling::Cpp,
-                    demangled: true,
-                };
-            }
+        if let Ok(sym) = cpp_demangle::Symbol::new(name)
+            && let Ok(text) = sym.demangle()
+        {
+            return Demangled {
+                name: text,
+                mangling: Mangling::Cpp,
+                demangled: true,
+            };
         }
         return Demangled {
             name: name.to_owned(),

@@ -44,7 +44,7 @@ impl FromStr for ImageId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let trimmed = s.trim().trim_start_matches('<').trim_end_matches('>');
         let digits: Vec<u8> = trimmed.bytes().filter(|&b| b != b'-').collect();
-        if digits.is_empty() || digits.len() % 2 != 0 {
+        if digits.is_empty() || !digits.len().is_multiple_of(2) {
             return Err(ParseIdError(s.to_owned()));
         }
         let mut out = Vec::with_capacity(digits.len() / 2);

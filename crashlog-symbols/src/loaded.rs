@@ -87,15 +87,15 @@ impl LoadedObject {
             let frames = self.dwarf_frames(&ctx, probe)?;
             if !frames.is_empty() {
                 let mut frames = frames;
-                if let Some(outer) = frames.last_mut() {
-                    if let Some(sym) = sym {
-                        outer.symbol_offset = svma.checked_sub(sym.address);
-                        if outer.function.is_none() {
-                            let d = demangle(&sym.name);
-                            outer.function = Some(d.name);
-                            outer.raw_function = Some(sym.name.clone());
-                            outer.mangling = d.mangling;
-                        }
+                if let Some(outer) = frames.last_mut()
+                    && let Some(sym) = sym
+                {
+                    outer.symbol_offset = svma.checked_sub(sym.address);
+                    if outer.function.is_none() {
+                        let d = demangle(&sym.name);
+                        outer.function = Some(d.name);
+                        outer.raw_function = Some(sym.name.clone());
+                        outer.mangling = d.mangling;
                     }
                 }
                 return Ok(Found {
@@ -151,10 +151,10 @@ impl LoadedObject {
                 }
                 None => (None, None, Mangling::None),
             };
-            if mangling == Mangling::Swift {
-                if let Some(die) = frame.dw_die_offset {
-                    swift_dies.push((out.len(), die));
-                }
+            if mangling == Mangling::Swift
+                && let Some(die) = frame.dw_die_offset
+            {
+                swift_dies.push((out.len(), die));
             }
             let (file, line, column) = match &frame.location {
                 Some(loc) => (loc.file.map(str::to_owned), loc.line, loc.column),
@@ -176,12 +176,12 @@ impl LoadedObject {
         }
         // Swift: no demangler here, but the compiler's DW_AT_name is readable
         // (`startTunnel(options:completionHandler:)`); use it, keep the mangled name raw.
-        if !swift_dies.is_empty() {
-            if let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() {
-                for (i, die) in swift_dies {
-                    if let (Some(frame), Some(name)) = (out.get_mut(i), dwarf_name(unit, die)) {
-                        frame.function = Some(name);
-                    }
+        if !swift_dies.is_empty()
+            && let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads()
+        {
+            for (i, die) in swift_dies {
+                if let (Some(frame), Some(name)) = (out.get_mut(i), dwarf_name(unit, die)) {
+                    frame.function = Some(name);
                 }
             }
         }

@@ -34,10 +34,10 @@ impl SymbolTable {
         // Fill unknown sizes from the next symbol (Mach-O has no sizes at all).
         let starts: Vec<u64> = syms.iter().map(|s| s.address).collect();
         for (i, sym) in syms.iter_mut().enumerate() {
-            if let Some(&next) = starts.get(i + 1) {
-                if next > sym.address {
-                    sym.end = sym.end.min(next);
-                }
+            if let Some(&next) = starts.get(i + 1)
+                && next > sym.address
+            {
+                sym.end = sym.end.min(next);
             }
         }
         SymbolTable { syms }

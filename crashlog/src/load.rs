@@ -108,10 +108,10 @@ pub fn is_log_file(path: &Path, opts: &LoadOptions) -> Result<bool, LoadError> {
         .read_to_end(&mut head)
         .map_err(io)?;
     // Cut at the last newline so a partial line does not confuse detection.
-    if head.len() == opts.sniff_bytes {
-        if let Some(nl) = memchr::memrchr(b'\n', &head) {
-            head.truncate(nl + 1);
-        }
+    if head.len() == opts.sniff_bytes
+        && let Some(nl) = memchr::memrchr(b'\n', &head)
+    {
+        head.truncate(nl + 1);
     }
     Ok(parse::detect(&head) == Format::Log)
 }

@@ -848,10 +848,10 @@ impl<'a> ImageIndex<'a> {
             if let Some(n) = img.name.as_deref() {
                 by_name.entry(n).or_insert(i);
             }
-            if let (Some(base), Some(size)) = (img.base, img.size) {
-                if size > 0 {
-                    ranges.push((base, base.saturating_add(size), i));
-                }
+            if let (Some(base), Some(size)) = (img.base, img.size)
+                && size > 0
+            {
+                ranges.push((base, base.saturating_add(size), i));
             }
         }
         ranges.sort_unstable();

@@ -375,15 +375,15 @@ impl FlowDivert {
                 );
                 return Err(DivertError::NoGroup);
             };
-            if let (Some(want), Some(have)) = (pid, grp.in_process_pid) {
-                if want != have {
-                    self.fdlog(
+            if let (Some(want), Some(have)) = (pid, grp.in_process_pid)
+                && want != have
+            {
+                self.fdlog(
                         LogType::Error,
                         0,
                         &format!("Cannot access group for control unit {unit}, mismatched PID ({want} != {have})"),
                     );
-                    return Err(DivertError::Pid(want, have));
-                }
+                return Err(DivertError::Pid(want, have));
             }
             return Ok(GroupRef::retain(grp));
         }

@@ -545,12 +545,12 @@ impl FlowManager {
             return;
         };
         self.teardown(&fe);
-        if fe.flags() & FLOWENTF_CHILD == 0 {
-            if let Ok(table_ref) = self.table.del(fe.key_hash(), fe.arc()) {
-                self.mask_counts[fe.mask().index()].fetch_sub(1, Ordering::Relaxed);
-                // `__fe_cuckoo_release`: the table's os_refcnt reference.
-                drop(FlowEntryRefFromTable(table_ref));
-            }
+        if fe.flags() & FLOWENTF_CHILD == 0
+            && let Ok(table_ref) = self.table.del(fe.key_hash(), fe.arc())
+        {
+            self.mask_counts[fe.mask().index()].fetch_sub(1, Ordering::Relaxed);
+            // `__fe_cuckoo_release`: the table's os_refcnt reference.
+            drop(FlowEntryRefFromTable(table_ref));
         }
         // The id tree's reference.
         drop(tree_ref);

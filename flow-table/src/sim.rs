@@ -480,10 +480,10 @@ impl World {
             }
             addr = new_addr;
             // Teardown: the evaluator's NECP descriptor must be closed too.
-            if let Ok(fd) = necp {
-                if !self.faults.has(Fault::Wifip2pdFdLeakEmfile) {
-                    let _ = owner.fds().close(fd);
-                }
+            if let Ok(fd) = necp
+                && !self.faults.has(Fault::Wifip2pdFdLeakEmfile)
+            {
+                let _ = owner.fds().close(fd);
             }
             self.log.log(
                 &LogSource::kernel(),

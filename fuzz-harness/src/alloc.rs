@@ -299,7 +299,7 @@ impl Harness {
 
     fn handed_out(&mut self, c: usize, addr: usize) {
         assert!(
-            addr % 8 == 0,
+            addr.is_multiple_of(8),
             "alloc_ops: {} handed out misaligned {addr:#x}",
             self.caches[c].name
         );

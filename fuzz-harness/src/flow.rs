@@ -820,10 +820,10 @@ impl Harness {
         if let Ok(fd) = sock {
             let _ = fds.close(fd);
         }
-        if let Ok(fd) = necp {
-            if !self.faults.has(Fault::Wifip2pdFdLeakEmfile) {
-                let _ = fds.close(fd);
-            }
+        if let Ok(fd) = necp
+            && !self.faults.has(Fault::Wifip2pdFdLeakEmfile)
+        {
+            let _ = fds.close(fd);
         }
         let after = fds.count();
         if after != before {

@@ -59,14 +59,14 @@ pub(crate) struct ReportFrame {
 impl ReportFrame {
     /// What a caller does with a per-frame outcome: fill on success, keep on error.
     pub(crate) fn apply(&mut self, outcome: &Result<Symbolication, crashlog_symbols::SymbolError>) {
-        if let Ok(sym) = outcome {
-            if let Some(inner) = sym.innermost() {
-                self.symbol = inner.function.clone();
-                self.source = inner
-                    .file
-                    .as_ref()
-                    .map(|f| format!("{f}:{}", inner.line.unwrap_or(0)));
-            }
+        if let Ok(sym) = outcome
+            && let Some(inner) = sym.innermost()
+        {
+            self.symbol = inner.function.clone();
+            self.source = inner
+                .file
+                .as_ref()
+                .map(|f| format!("{f}:{}", inner.line.unwrap_or(0)));
         }
     }
 }

@@ -42,10 +42,10 @@ pub(crate) fn parse_crash_text(text: &str, first_line: u64) -> Result<Report, Pa
     let mut reg_thread: Option<u32> = None;
 
     let finish_thread = |r: &mut Report, t: Option<Thread>| {
-        if let Some(t) = t {
-            if r.threads.len() < super::MAX_THREADS {
-                r.threads.push(t);
-            }
+        if let Some(t) = t
+            && r.threads.len() < super::MAX_THREADS
+        {
+            r.threads.push(t);
         }
     };
 
@@ -116,10 +116,10 @@ pub(crate) fn parse_crash_text(text: &str, first_line: u64) -> Result<Report, Pa
 
         match section {
             Section::Header => {
-                if let Some((k, v)) = key_value(trimmed) {
-                    if header_field(&mut r, k, v) {
-                        recognised += 1;
-                    }
+                if let Some((k, v)) = key_value(trimmed)
+                    && header_field(&mut r, k, v)
+                {
+                    recognised += 1;
                 }
             }
             Section::AppSpecific => {
@@ -144,10 +144,10 @@ pub(crate) fn parse_crash_text(text: &str, first_line: u64) -> Result<Report, Pa
                         } else {
                             r.last_exception_backtrace.as_mut()
                         };
-                        if let Some(t) = target {
-                            if t.frames.len() < super::MAX_FRAMES {
-                                t.frames.push(f);
-                            }
+                        if let Some(t) = target
+                            && t.frames.len() < super::MAX_FRAMES
+                        {
+                            t.frames.push(f);
                         }
                     }
                     None if section == Section::LastException && trimmed.starts_with('(') => {
@@ -237,16 +237,14 @@ pub(crate) fn parse_crash_text(text: &str, first_line: u64) -> Result<Report, Pa
     }
     // A thread marked `Crashed` in its own header wins over the `Crashed Thread:` field.
     let marked = r.threads.iter().find(|t| t.crashed).map(|t| t.index);
-    if let (Some(m), Some(h)) = (marked, r.crashed_thread) {
-        if m != h {
-            r.warn(
-                None,
-                format!(
-                    "header names crashed thread {h} but thread {m} is marked Crashed; using {m}"
-                ),
-            );
-            r.crashed_thread = Some(m);
-        }
+    if let (Some(m), Some(h)) = (marked, r.crashed_thread)
+        && m != h
+    {
+        r.warn(
+            None,
+            format!("header names crashed thread {h} but thread {m} is marked Crashed; using {m}"),
+        );
+        r.crashed_thread = Some(m);
     }
     if r.threads.is_empty() {
         r.warn(None, "report has no thread backtraces (truncated?)");
@@ -434,12 +432,12 @@ fn parse_registers(line: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     let mut toks = line.split_whitespace().peekable();
     while let Some(tok) = toks.next() {
-        if let Some(name) = tok.strip_suffix(':') {
-            if let Some(v) = toks.peek().and_then(|t| hex0x(t)) {
-                toks.next();
-                if !name.is_empty() && name.len() <= 8 {
-                    out.push((name.to_string(), v));
-                }
+        if let Some(name) = tok.strip_suffix(':')
+            && let Some(v) = toks.peek().and_then(|t| hex0x(t))
+        {
+            toks.next();
+            if !name.is_empty() && name.len() <= 8 {
+                out.push((name.to_string(), v));
             }
         }
     }

@@ -151,10 +151,11 @@ fn apply_header(r: &mut Report, h: &Map<String, Value>) {
     if r.timestamp.is_none() {
         r.timestamp = s(h.get("timestamp"));
     }
-    if r.os.raw.is_none() && r.os.build.is_none() {
-        if let Some(os) = s(h.get("os_version")) {
-            r.os = Os::from_raw(&os);
-        }
+    if r.os.raw.is_none()
+        && r.os.build.is_none()
+        && let Some(os) = s(h.get("os_version"))
+    {
+        r.os = Os::from_raw(&os);
     }
     if r.kind != ReportKind::Panic {
         if r.process.name.is_none() {
@@ -272,10 +273,10 @@ fn panic_from_object(
     if r.device.is_none() {
         r.device = s(b.get("product"));
     }
-    if let Some(p) = r.panic.as_mut() {
-        if p.kernel_version.is_none() {
-            p.kernel_version = s(b.get("kernel"));
-        }
+    if let Some(p) = r.panic.as_mut()
+        && p.kernel_version.is_none()
+    {
+        p.kernel_version = s(b.get("kernel"));
     }
     stackshot_threads(&mut r, b);
     Ok(Some(r))

@@ -241,20 +241,20 @@ impl State {
         let line_no = self.line_no;
         let first = buf.iter().position(|b| !b.is_ascii_whitespace());
         // ndjson fast path: a whole object on one line goes straight to serde.
-        if !self.json.active() {
-            if let Some(i) = first {
-                let t = buf[i..].trim_ascii_end();
-                if t.first() == Some(&b'{') && t.last() == Some(&b'}') {
-                    match json_entry(t, line_no, LogStyle::Ndjson) {
-                        Ok(Some(e)) => self.emit(e),
-                        Ok(None) => {}
-                        Err(e) => {
-                            self.flush_pending();
-                            self.ready.push_back(Err(e));
-                        }
+        if !self.json.active()
+            && let Some(i) = first
+        {
+            let t = buf[i..].trim_ascii_end();
+            if t.first() == Some(&b'{') && t.last() == Some(&b'}') {
+                match json_entry(t, line_no, LogStyle::Ndjson) {
+                    Ok(Some(e)) => self.emit(e),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.flush_pending();
+                        self.ready.push_back(Err(e));
                     }
-                    return;
                 }
+                return;
             }
         }
         if self.json.active() || matches!(first.and_then(|i| buf.get(i)), Some(b'{' | b'[')) {
@@ -585,10 +585,10 @@ fn classify(s: &str, line: u64) -> Line {
             }
         }
         b'A'..=b'Z' => {
-            if let Some((ts, end)) = time::bsd(b) {
-                if let Some(e) = parse_asl(t, ts, end, line) {
-                    return Line::Entry(e);
-                }
+            if let Some((ts, end)) = time::bsd(b)
+                && let Some(e) = parse_asl(t, ts, end, line)
+            {
+                return Line::Entry(e);
             }
             if t.starts_with("Timestamp ") || t == "Timestamp" {
                 return Line::Skip;
@@ -601,10 +601,10 @@ fn classify(s: &str, line: u64) -> Line {
         b'-' if t.len() >= 10 && t.bytes().all(|c| c == b'-') => return Line::Skip,
         _ => {}
     }
-    if memchr::memchr(b'\t', b).is_some() {
-        if let Some(e) = parse_console(t, line) {
-            return Line::Entry(e);
-        }
+    if memchr::memchr(b'\t', b).is_some()
+        && let Some(e) = parse_console(t, line)
+    {
+        return Line::Entry(e);
     }
     Line::Text
 }
@@ -656,10 +656,9 @@ fn parse_dated(t: &str, ts: LogTime, end: usize, line: u64) -> Option<LogEntry> 
         && !tok.is_empty()
         && tok.len() <= 2
         && tok.bytes().all(|c| c.is_ascii_alphabetic())
+        && let Some(e) = parse_compact(t, ts, i, tok, line)
     {
-        if let Some(e) = parse_compact(t, ts, i, tok, line) {
-            return Some(e);
-        }
+        return Some(e);
     }
     if let Some(e) = parse_bracket_proc(t, ts, i, line) {
         return Some(e);
@@ -729,35 +728,34 @@ fn find_colon_space(b: &[u8]) -> Option<usize> {
 
 /// `(sender) [subsystem:category] message` — both prefixes optional.
 fn fill_tail(e: &mut LogEntry, mut rest: &str) {
-    if let Some(inner_rest) = rest.strip_prefix('(') {
-        if let Some(close) = inner_rest.find(')') {
-            let name = &inner_rest[..close];
-            let after = &inner_rest[close + 1..];
-            if !name.is_empty()
-                && !name.contains(':')
-                && !name.bytes().all(|c| c.is_ascii_digit())
-                && (after.is_empty() || after.starts_with(' '))
-            {
-                e.sender = Some(name.to_string());
-                rest = after.trim_start_matches(' ');
-            }
+    if let Some(inner_rest) = rest.strip_prefix('(')
+        && let Some(close) = inner_rest.find(')')
+    {
+        let name = &inner_rest[..close];
+        let after = &inner_rest[close + 1..];
+        if !name.is_empty()
+            && !name.contains(':')
+            && !name.bytes().all(|c| c.is_ascii_digit())
+            && (after.is_empty() || after.starts_with(' '))
+        {
+            e.sender = Some(name.to_string());
+            rest = after.trim_start_matches(' ');
         }
     }
-    if let Some(inner_rest) = rest.strip_prefix('[') {
-        if let Some(close) = inner_rest.find(']') {
-            let inner = &inner_rest[..close];
-            if let Some((sub, cat)) = inner.split_once(':') {
-                if !sub.is_empty()
-                    && sub
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-                    && !cat.is_empty()
-                {
-                    e.subsystem = Some(sub.to_string());
-                    e.category = Some(cat.to_string());
-                    rest = inner_rest[close + 1..].trim_start_matches(' ');
-                }
-            }
+    if let Some(inner_rest) = rest.strip_prefix('[')
+        && let Some(close) = inner_rest.find(']')
+    {
+        let inner = &inner_rest[..close];
+        if let Some((sub, cat)) = inner.split_once(':')
+            && !sub.is_empty()
+            && sub
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+            && !cat.is_empty()
+        {
+            e.subsystem = Some(sub.to_string());
+            e.category = Some(cat.to_string());
+            rest = inner_rest[close + 1..].trim_start_matches(' ');
         }
     }
     e.message = rest.trim_end().to_string();
@@ -848,12 +846,12 @@ fn parse_bracket_proc(t: &str, ts: LogTime, i: usize, line: u64) -> Option<LogEn
 /// `App(libquic.dylib)` → process `App`, sender `libquic.dylib`.
 fn split_proc_sender(e: &mut LogEntry, p: &str) {
     let p = p.trim();
-    if let Some(open) = p.find('(') {
-        if let Some(inner) = p[open + 1..].strip_suffix(')') {
-            e.process = some_str(&p[..open]);
-            e.sender = some_str(inner);
-            return;
-        }
+    if let Some(open) = p.find('(')
+        && let Some(inner) = p[open + 1..].strip_suffix(')')
+    {
+        e.process = some_str(&p[..open]);
+        e.sender = some_str(inner);
+        return;
     }
     e.process = some_str(p);
 }
@@ -889,14 +887,14 @@ fn parse_asl(t: &str, ts: LogTime, end: usize, line: u64) -> Option<LogEntry> {
         }
     };
     let mut after = after.strip_prefix(':').unwrap_or(after).trim_start();
-    if let Some(lv) = after.strip_prefix('<') {
-        if let Some(close) = lv.find('>') {
-            e.log_type = Some(LogType::parse(&lv[..close]));
-            after = lv[close + 1..]
-                .strip_prefix(':')
-                .unwrap_or(&lv[close + 1..])
-                .trim_start();
-        }
+    if let Some(lv) = after.strip_prefix('<')
+        && let Some(close) = lv.find('>')
+    {
+        e.log_type = Some(LogType::parse(&lv[..close]));
+        after = lv[close + 1..]
+            .strip_prefix(':')
+            .unwrap_or(&lv[close + 1..])
+            .trim_start();
     }
     fill_tail(&mut e, after);
     Some(e)
@@ -905,10 +903,10 @@ fn parse_asl(t: &str, ts: LogTime, end: usize, line: u64) -> Option<LogEntry> {
 /// Console.app copy (tab-separated columns in the user's order) or a bare
 /// `HH:MM:SS.ffffff+zone message` line.
 fn console_or_bare(t: &str, ts: LogTime, end: usize, line: u64) -> LogEntry {
-    if memchr::memchr(b'\t', t.as_bytes()).is_some() {
-        if let Some(e) = parse_console(t, line) {
-            return e;
-        }
+    if memchr::memchr(b'\t', t.as_bytes()).is_some()
+        && let Some(e) = parse_console(t, line)
+    {
+        return e;
     }
     let mut e = LogEntry::new(LogStyle::Console, line, t[end..].trim().to_string());
     e.timestamp = Some(ts);
@@ -932,12 +930,12 @@ fn parse_console(t: &str, line: u64) -> Option<LogEntry> {
         let ts = time::datetime(b)
             .or_else(|| time::time_only(b))
             .or_else(|| time::bsd(b));
-        if let Some((ts, end)) = ts {
-            if end == b.len() {
-                e.timestamp = Some(ts);
-                used[k] = true;
-                break;
-            }
+        if let Some((ts, end)) = ts
+            && end == b.len()
+        {
+            e.timestamp = Some(ts);
+            used[k] = true;
+            break;
         }
     }
     e.timestamp?;

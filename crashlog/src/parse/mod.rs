@@ -359,10 +359,10 @@ fn unflatten(text: &str) -> Option<String> {
 }
 
 fn parse_auto_text(text: &str) -> Result<Vec<Report>, ParseError> {
-    if !first_line(text).is_some_and(|(_, l)| ips::is_ips_header(l)) {
-        if let Some(flat) = unflatten(text) {
-            return parse_auto_unflattened(&flat);
-        }
+    if !first_line(text).is_some_and(|(_, l)| ips::is_ips_header(l))
+        && let Some(flat) = unflatten(text)
+    {
+        return parse_auto_unflattened(&flat);
     }
     parse_auto_unflattened(text)
 }
@@ -510,12 +510,12 @@ fn translated(text: &str) -> Result<Report, ParseError> {
         // Skip the dashes under `Full Report`, then the .ips starts.
         let body_start = (f + 1..nlines)
             .find(|&i| !lines[i].trim().is_empty() && !lines[i].trim().chars().all(|c| c == '-'));
-        if let Some(s) = body_start {
-            if ips::is_ips_header(lines[s]) {
-                let mut r = ips::parse_ips(&text[starts[s]..], s as u64 + 1)?;
-                r.format = SourceFormat::TranslatedReport;
-                return Ok(r);
-            }
+        if let Some(s) = body_start
+            && ips::is_ips_header(lines[s])
+        {
+            let mut r = ips::parse_ips(&text[starts[s]..], s as u64 + 1)?;
+            r.format = SourceFormat::TranslatedReport;
+            return Ok(r);
         }
     }
     // No (usable) full report: read the translated text.
@@ -535,18 +535,18 @@ fn is_ips_like(text: &str) -> bool {
 }
 
 fn panic_text(text: &str) -> Result<Report, ParseError> {
-    if let Some((_, _)) = first_line(text) {
-        if is_ips_like(text) {
-            let r = ips_or_translated(text)?;
-            return match r.kind {
-                ReportKind::Panic => Ok(r),
-                k => Err(ParseError::WrongFormat {
-                    line: 1,
-                    format: "panic",
-                    hint: format!("this .ips holds a {k} report"),
-                }),
-            };
-        }
+    if let Some((_, _)) = first_line(text)
+        && is_ips_like(text)
+    {
+        let r = ips_or_translated(text)?;
+        return match r.kind {
+            ReportKind::Panic => Ok(r),
+            k => Err(ParseError::WrongFormat {
+                line: 1,
+                format: "panic",
+                hint: format!("this .ips holds a {k} report"),
+            }),
+        };
     }
     let reports = mixed(text, Format::Panic).map_err(|e| match e {
         ParseError::Empty => ParseError::WrongFormat {
@@ -560,10 +560,10 @@ fn panic_text(text: &str) -> Result<Report, ParseError> {
 }
 
 fn crash_text(text: &str) -> Result<Report, ParseError> {
-    if let Some((_, _)) = first_line(text) {
-        if is_ips_like(text) {
-            return ips_or_translated(text);
-        }
+    if let Some((_, _)) = first_line(text)
+        && is_ips_like(text)
+    {
+        return ips_or_translated(text);
     }
     if text.lines().any(crash::is_crash_anchor) {
         return one(mixed(text, Format::Crash)?);
@@ -576,16 +576,15 @@ fn stack_text(text: &str) -> Result<Report, ParseError> {
     let has_threads = text
         .lines()
         .any(|l| l.starts_with("Thread ") && l.trim_end().ends_with(':'));
-    if has_threads {
-        if let Ok(mut r) = crash::parse_crash_text(text, 1) {
-            if !r.threads.is_empty() {
-                r.kind = ReportKind::Stack;
-                r.format = SourceFormat::PastedStack;
-                r.warnings
-                    .retain(|w| !w.message.starts_with("report has no thread"));
-                return Ok(r);
-            }
-        }
+    if has_threads
+        && let Ok(mut r) = crash::parse_crash_text(text, 1)
+        && !r.threads.is_empty()
+    {
+        r.kind = ReportKind::Stack;
+        r.format = SourceFormat::PastedStack;
+        r.warnings
+            .retain(|w| !w.message.starts_with("report has no thread"));
+        return Ok(r);
     }
     stack::parse_stack_text(text, 1)
 }

@@ -90,16 +90,17 @@ pub(crate) fn parse_panic_text(text: &str, first_line: u64) -> Result<Report, Pa
             }
             Section::Loaded => {
                 let mut parts = t.split_whitespace();
-                if let Some(name) = parts.next() {
-                    if name.contains('.') && !name.ends_with(':') {
-                        if p.loaded_kexts.len() < super::MAX_IMAGES {
-                            p.loaded_kexts.push(LoadedKext {
-                                name: name.to_string(),
-                                version: parts.next().map(str::to_string),
-                            });
-                        }
-                        continue;
+                if let Some(name) = parts.next()
+                    && name.contains('.')
+                    && !name.ends_with(':')
+                {
+                    if p.loaded_kexts.len() < super::MAX_IMAGES {
+                        p.loaded_kexts.push(LoadedKext {
+                            name: name.to_string(),
+                            version: parts.next().map(str::to_string),
+                        });
                     }
+                    continue;
                 }
                 section = Section::Body;
             }
@@ -107,24 +108,24 @@ pub(crate) fn parse_panic_text(text: &str, first_line: u64) -> Result<Report, Pa
         }
 
         // arm64 frame: `lr: 0xfffffff02cfc6ba8  fp: 0xffffffecfb44f820`
-        if let Some(rest) = t.strip_prefix("lr: ") {
-            if let Some(a) = rest.split_whitespace().next().and_then(hex0x) {
-                push_frame(
-                    &mut thread,
-                    Frame {
-                        address: Some(a),
-                        ..Frame::default()
-                    },
-                );
-                continue;
-            }
+        if let Some(rest) = t.strip_prefix("lr: ")
+            && let Some(a) = rest.split_whitespace().next().and_then(hex0x)
+        {
+            push_frame(
+                &mut thread,
+                Frame {
+                    address: Some(a),
+                    ..Frame::default()
+                },
+            );
+            continue;
         }
         // x86_64 frame: `0xffffff80e6d1b900 : 0xffffff800a1ee6b1 [mach_kernel : _sym + 0x…]`
-        if t.starts_with("0x") {
-            if let Some(f) = x86_frame(t) {
-                push_frame(&mut thread, f);
-                continue;
-            }
+        if t.starts_with("0x")
+            && let Some(f) = x86_frame(t)
+        {
+            push_frame(&mut thread, f);
+            continue;
         }
         if t.starts_with("Backtrace (CPU") {
             if let Some(th) = t.split("panicked thread: ").nth(1) {
@@ -321,10 +322,10 @@ fn kext_line(t: &str) -> Option<Kext> {
         ..Kext::default()
     };
     let rest = &t[close + 1..];
-    if let Some(r) = rest.strip_prefix('[') {
-        if let Some(end) = r.find(']') {
-            k.uuid = non_empty(&r[..end]);
-        }
+    if let Some(r) = rest.strip_prefix('[')
+        && let Some(end) = r.find(']')
+    {
+        k.uuid = non_empty(&r[..end]);
     }
     if let Some(at) = rest.find('@') {
         let range = &rest[at + 1..];

@@ -54,12 +54,12 @@ fn node(line: &str) -> Option<Node> {
     };
     // Trailing `[0x18f2b6164]` or `[0x18f2b6164,0x…]`
     let mut body = body;
-    if body.ends_with(']') {
-        if let Some(open) = body.rfind('[') {
-            let inner = &body[open + 1..body.len() - 1];
-            f.address = inner.split(',').next().and_then(|a| hex0x(a.trim()));
-            body = body[..open].trim_end();
-        }
+    if body.ends_with(']')
+        && let Some(open) = body.rfind('[')
+    {
+        let inner = &body[open + 1..body.len() - 1];
+        f.address = inner.split(',').next().and_then(|a| hex0x(a.trim()));
+        body = body[..open].trim_end();
     }
     // sample: `symbol  (in Image) + 80` ; spindump: `symbol + 80 (Image + 12345)`
     if let Some(open) = body.find("  (in ").or_else(|| body.find(" (in ")) {
@@ -210,15 +210,15 @@ pub(crate) fn parse_spindump(text: &str, first_line: u64) -> Result<Report, Pars
             && t.starts_with(|c: char| {
                 c.is_ascii_digit() || c == '+' || c == '*' || c == '!' || c == ':' || c == '|'
             })
+            && let Some(n) = node(line)
         {
-            if let Some(n) = node(line) {
-                if let Some((_, nodes)) = threads.last_mut() {
-                    if in_target && nodes.len() < 100_000 {
-                        nodes.push(n);
-                    }
-                }
-                continue;
+            if let Some((_, nodes)) = threads.last_mut()
+                && in_target
+                && nodes.len() < 100_000
+            {
+                nodes.push(n);
             }
+            continue;
         }
         if let Some((k, v)) = key_value(t) {
             match k {
@@ -307,10 +307,10 @@ pub(crate) fn parse_spindump(text: &str, first_line: u64) -> Result<Report, Pars
         .find(|t| t.queue.as_deref() == Some("com.apple.main-thread") && !t.frames.is_empty())
         .map(|t| t.index);
     r.crashed_thread = main.or(heaviest.map(|(_, i)| i));
-    if let Some(idx) = r.crashed_thread {
-        if let Some(t) = r.threads.iter_mut().find(|t| t.index == idx) {
-            t.crashed = true;
-        }
+    if let Some(idx) = r.crashed_thread
+        && let Some(t) = r.threads.iter_mut().find(|t| t.index == idx)
+    {
+        t.crashed = true;
     }
     if hang.samples.is_none() {
         hang.samples = heaviest.map(|(s, _)| s);

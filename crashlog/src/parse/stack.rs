@@ -52,10 +52,10 @@ pub(crate) fn embedded_frames(t: &str) -> Option<&str> {
 /// Whether a line looks like one pasted frame (for detection).
 pub(crate) fn is_frame_line(line: &str) -> bool {
     let t = line.trim();
-    if !starts_with_index(t) {
-        if let Some(run) = embedded_frames(t) {
-            return run.contains(" + ") || run.contains(".dylib") || run.contains(" 0x");
-        }
+    if !starts_with_index(t)
+        && let Some(run) = embedded_frames(t)
+    {
+        return run.contains(" + ") || run.contains(".dylib") || run.contains(" 0x");
     }
     if t.starts_with("frame #") || t.starts_with("* frame #") {
         return true;
@@ -157,12 +157,11 @@ fn numbered_threads(text: &str) -> Vec<Thread> {
     // (symbolicated reports), not a new thread.
     let mut prev_inlined = false;
     let flush = |idx: Option<u32>, toks: &mut Vec<&str>, frames: &mut Vec<Frame>| {
-        if let Some(i) = idx {
-            if let Some(f) = frame_from_tokens(i, toks) {
-                if frames.len() < super::MAX_FRAMES {
-                    frames.push(f);
-                }
-            }
+        if let Some(i) = idx
+            && let Some(f) = frame_from_tokens(i, toks)
+            && frames.len() < super::MAX_FRAMES
+        {
+            frames.push(f);
         }
         toks.clear();
     };

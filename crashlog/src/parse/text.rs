@@ -43,21 +43,20 @@ pub(crate) fn leading_dec(s: &str) -> Option<u64> {
 /// `name [123]` → (`name`, 123). Without a bracketed pid the whole string is the name.
 pub(crate) fn name_pid(s: &str) -> (Option<String>, Option<u32>) {
     let s = s.trim();
-    if let Some(open) = s.rfind(" [") {
-        if let Some(inner) = s[open + 2..].strip_suffix(']') {
-            let name = s[..open].trim();
-            let pid = dec(inner).and_then(|p| u32::try_from(p).ok());
-            if pid.is_some() {
-                return (non_empty(name), pid);
-            }
+    if let Some(open) = s.rfind(" [")
+        && let Some(inner) = s[open + 2..].strip_suffix(']')
+    {
+        let name = s[..open].trim();
+        let pid = dec(inner).and_then(|p| u32::try_from(p).ok());
+        if pid.is_some() {
+            return (non_empty(name), pid);
         }
     }
-    if let Some(open) = s.rfind('[') {
-        if let Some(inner) = s[open + 1..].strip_suffix(']') {
-            if let Some(pid) = dec(inner).and_then(|p| u32::try_from(p).ok()) {
-                return (non_empty(s[..open].trim()), Some(pid));
-            }
-        }
+    if let Some(open) = s.rfind('[')
+        && let Some(inner) = s[open + 1..].strip_suffix(']')
+        && let Some(pid) = dec(inner).and_then(|p| u32::try_from(p).ok())
+    {
+        return (non_empty(s[..open].trim()), Some(pid));
     }
     (non_empty(s), None)
 }
@@ -118,14 +117,14 @@ pub(crate) fn frame_rest(rest: &str, frame: &mut Frame) {
         return;
     }
     // Unsymbolicated: `0x7fff61bc6000 + 3114`.
-    if let Some((base, off)) = rest.split_once(" + ") {
-        if let Some(b) = hex0x(base.trim()) {
-            let off_tok = off.split_whitespace().next().unwrap_or("");
-            if let Some(o) = dec(off_tok).or_else(|| hex0x(off_tok)) {
-                frame.image_base = Some(b);
-                frame.image_offset = Some(o);
-                return;
-            }
+    if let Some((base, off)) = rest.split_once(" + ")
+        && let Some(b) = hex0x(base.trim())
+    {
+        let off_tok = off.split_whitespace().next().unwrap_or("");
+        if let Some(o) = dec(off_tok).or_else(|| hex0x(off_tok)) {
+            frame.image_base = Some(b);
+            frame.image_offset = Some(o);
+            return;
         }
     }
     // `symbol + 123 …`: the last " + <number>" separates symbol and offset.
@@ -148,12 +147,12 @@ pub(crate) fn frame_rest(rest: &str, frame: &mut Frame) {
     let mut symbol = rest[..sym_end].trim();
     if frame.symbol_offset.is_none() {
         // `symbol (file:line)` without offset.
-        if let Some(open) = symbol.rfind(" (") {
-            if let Some((f, l)) = file_line(&symbol[open + 1..]) {
-                frame.file = Some(f);
-                frame.line = Some(l);
-                symbol = symbol[..open].trim();
-            }
+        if let Some(open) = symbol.rfind(" (")
+            && let Some((f, l)) = file_line(&symbol[open + 1..])
+        {
+            frame.file = Some(f);
+            frame.line = Some(l);
+            symbol = symbol[..open].trim();
         }
     } else if let Some((f, l)) = paren_file_line(after) {
         frame.file = Some(f);

@@ -75,10 +75,10 @@ fn panic_string(
     let rewritten = super::text::rewrite(&panic_text, std::slice::from_ref(report), store);
     outcome.merge(rewritten.outcome);
     let new_text = String::from_utf8_lossy(&rewritten.bytes);
-    if new_text != panic_text {
-        if let Ok(encoded) = serde_json::to_string(&new_text) {
-            edits.push((node.start(), node.end(), encoded));
-        }
+    if new_text != panic_text
+        && let Ok(encoded) = serde_json::to_string(&new_text)
+    {
+        edits.push((node.start(), node.end(), encoded));
     }
 }
 

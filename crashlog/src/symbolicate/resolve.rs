@@ -126,26 +126,24 @@ impl<'s> Resolver<'s> {
             if site.image_base.is_none() {
                 site.image_base = img.base;
             }
-        } else if site.image_base.is_none() {
-            if let Some(a) = site.address {
-                if let Some(k) = self
-                    .kexts
-                    .iter()
-                    .find(|k| matches!((k.start, k.end), (Some(s), Some(e)) if a >= s && a <= e))
-                {
-                    site.image = Some(k.name.clone());
-                    site.uuid.clone_from(&k.uuid);
-                    site.image_base = k.start;
-                }
-            }
+        } else if site.image_base.is_none()
+            && let Some(a) = site.address
+            && let Some(k) = self
+                .kexts
+                .iter()
+                .find(|k| matches!((k.start, k.end), (Some(s), Some(e)) if a >= s && a <= e))
+        {
+            site.image = Some(k.name.clone());
+            site.uuid.clone_from(&k.uuid);
+            site.image_base = k.start;
         }
         if site.arch.is_none() {
             site.arch.clone_from(&self.default_arch);
         }
-        if site.image_offset.is_none() {
-            if let (Some(a), Some(b)) = (site.address, site.image_base) {
-                site.image_offset = a.checked_sub(b);
-            }
+        if site.image_offset.is_none()
+            && let (Some(a), Some(b)) = (site.address, site.image_base)
+        {
+            site.image_offset = a.checked_sub(b);
         }
     }
 

@@ -212,10 +212,10 @@ fn frame_line(body: &str) -> Option<FrameLine> {
         // Keep `  fp: 0x…` when present.
         let after = &body[end..];
         let after_t = after.trim_start();
-        if let Some(fp) = after_t.strip_prefix("fp: ") {
-            if let Some((_, fp_end)) = hex_token(fp) {
-                end += after.len() - after_t.len() + 4 + fp_end;
-            }
+        if let Some(fp) = after_t.strip_prefix("fp: ")
+            && let Some((_, fp_end)) = hex_token(fp)
+        {
+            end += after.len() - after_t.len() + 4 + fp_end;
         }
         return Some(FrameLine {
             shape: Shape::Lr,

@@ -78,13 +78,13 @@ pub fn run_symbolicate(
         }
         summary.errors += 1;
     }
-    if let Some(dir) = &cmd.output {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{}: cannot create the output directory: {e}", dir.display()),
-            ));
-        }
+    if let Some(dir) = &cmd.output
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{}: cannot create the output directory: {e}", dir.display()),
+        ));
     }
     let mut written: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     // Chunks: parallel work, output in input order, bounded memory for big batches.

@@ -352,10 +352,10 @@ fn stream_into(
         Format::Log => true,
         Format::Auto => {
             let mut h = head.as_slice();
-            if h.len() == lo.sniff_bytes {
-                if let Some(nl) = memchr::memrchr(b'\n', h) {
-                    h = &h[..=nl];
-                }
+            if h.len() == lo.sniff_bytes
+                && let Some(nl) = memchr::memrchr(b'\n', h)
+            {
+                h = &h[..=nl];
             }
             parse::detect(h) == Format::Log
         }

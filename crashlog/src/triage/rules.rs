@@ -100,10 +100,10 @@ pub struct LogMatcher {
 impl LogMatcher {
     /// Whether one entry matches (process and substrings; counts are the caller's).
     pub fn matches(&self, process: Option<&str>, message: &str) -> bool {
-        if let Some(p) = &self.process {
-            if process != Some(p.as_str()) {
-                return false;
-            }
+        if let Some(p) = &self.process
+            && process != Some(p.as_str())
+        {
+            return false;
         }
         message.contains(self.message.as_str())
             && self
@@ -305,15 +305,16 @@ impl Rules {
             let offset = e.span().map_or(0, |s| s.start);
             err(offset, e.message().trim().to_string())
         })?;
-        if let Some(s) = &def.schema {
-            if s != "crashlog.kb.v1" && s != "crashlog.rules.v1" {
-                return Err(err(
-                    0,
-                    format!(
-                        "unknown schema {s:?} (expected \"crashlog.rules.v1\" or \"crashlog.kb.v1\")"
-                    ),
-                ));
-            }
+        if let Some(s) = &def.schema
+            && s != "crashlog.kb.v1"
+            && s != "crashlog.rules.v1"
+        {
+            return Err(err(
+                0,
+                format!(
+                    "unknown schema {s:?} (expected \"crashlog.rules.v1\" or \"crashlog.kb.v1\")"
+                ),
+            ));
         }
         let mut skip = Vec::new();
         for s in def.skip {

@@ -71,10 +71,10 @@ pub fn normalize_symbol(sym: &str) -> String {
         s = s[..p].trim_end();
     }
     let mut s = s.to_string();
-    if let Some(p) = s.find(".cold.") {
-        if s[p + 6..].bytes().all(|c| c.is_ascii_digit()) {
-            s.truncate(p);
-        }
+    if let Some(p) = s.find(".cold.")
+        && s[p + 6..].bytes().all(|c| c.is_ascii_digit())
+    {
+        s.truncate(p);
     }
     if let Some(p) = s.rfind("_block_invoke") {
         let tail = &s[p + "_block_invoke".len()..];

@@ -87,12 +87,13 @@ pub fn template(message: &str) -> String {
             }
             continue;
         }
-        if c == b':' && b.get(i + 1) == Some(&b':') {
-            if let Some(len) = ipv6_len(b, i) {
-                out.push_str("IP");
-                i += len;
-                continue;
-            }
+        if c == b':'
+            && b.get(i + 1) == Some(&b':')
+            && let Some(len) = ipv6_len(b, i)
+        {
+            out.push_str("IP");
+            i += len;
+            continue;
         }
         // Any other byte: copy the whole UTF-8 character.
         let ch_len = utf8_len(c);
@@ -157,10 +158,11 @@ fn token(tok: &str) -> String {
     if b.iter().all(u8::is_ascii_digit) {
         return "NUM".into();
     }
-    if let Some(hex) = tok.strip_prefix("0x").or_else(|| tok.strip_prefix("0X")) {
-        if !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return if hex.len() >= 5 { "ADDR" } else { "NUM" }.into();
-        }
+    if let Some(hex) = tok.strip_prefix("0x").or_else(|| tok.strip_prefix("0X"))
+        && !hex.is_empty()
+        && hex.bytes().all(|c| c.is_ascii_hexdigit())
+    {
+        return if hex.len() >= 5 { "ADDR" } else { "NUM" }.into();
     }
     // Bare hex hashes (`4f83d5c8`) with at least one digit and one letter.
     if b.len() >= 8
