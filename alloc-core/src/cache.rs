@@ -937,13 +937,10 @@ impl Inner {
 /// as a value).
 pub struct Cache {
     pub(crate) inner: Arc<Inner>,
-    /// The production fast paths' index ([`cpu::fast_index`] of `inner.id`, kept here to
-    /// save a dependent load), or [`cpu::FAST_NONE`] in AUDIT caches: their fast pop/push
-    /// then always decline, so `alloc`/`free` need no separate audit test.
+    /// [`cpu::fast_index`] of `inner.id`, kept here to save a dependent load.
     id: u8,
-    /// `inner.id`'s fast index, for the AUDIT fast paths.
-    aid: u8,
-    /// `inner.audit`, kept here so that `alloc`/`free` dispatch without a dependent load.
+    /// `inner.audit`, kept here so that `alloc`/`free` dispatch without a dependent load
+    /// (AUDIT caches never reach the unchecked production pop/push).
     audit: bool,
     done: bool,
 }
@@ -1039,12 +1036,7 @@ impl Cache {
             }
         }
         Ok(Cache {
-            id: if inner.audit {
-                cpu::FAST_NONE
-            } else {
-                cpu::fast_index(inner.id)
-            },
-            aid: cpu::fast_index(inner.id),
+            id: cpu::fast_index(inner.id),
             audit: inner.audit,
             inner,
             done: false,
@@ -1097,7 +1089,7 @@ impl Cache {
         if self.audit {
             return self.alloc_audit(false);
         }
-        if let Some(p) = self.fast_pop(self.id) {
+        if let Some(p) = self.fast_pop() {
             return Ok(p);
         }
         self.alloc_cold()
@@ -1140,57 +1132,53 @@ impl Cache {
                 });
             }
         }
-        if let Some(p) = self.fast_pop(self.aid) {
+        if let Some(p) = self.fast_pop() {
             self.inner.audit_alloc(p.as_ptr(), typed)?;
             return Ok(p);
         }
         self.inner.alloc_slow(typed)
     }
 
-    /// Pops a round from this thread's loaded magazine (the slot at fast index `idx`): the
+    /// Pops a round from this thread's loaded magazine: the
     /// whole production fast path.
     #[inline(always)]
-    fn fast_pop(&self, idx: u8) -> Option<NonNull<u8>> {
-        cpu::fast_slot(idx, |slot| self.pop_from(slot))
-    }
-
-    #[inline(always)]
-    fn pop_from(&self, slot: &CpuSlot) -> Option<NonNull<u8>> {
-        let generation = self.inner.generation.load(Ordering::Relaxed);
-        slot.own.with_mut(|o| {
-            // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
-            let o = unsafe { &mut *o };
-            if o.generation != generation {
-                return None;
-            }
+    fn fast_pop(&self) -> Option<NonNull<u8>> {
+        self.with_own(|slot, o| {
             let (p, r) = o.pop()?;
             slot.rounds.store(r, Ordering::Relaxed);
             Some(p)
         })
     }
 
-    /// Pushes a round into this thread's loaded magazine (the slot at fast index `idx`): the
-    /// production free fast path.
+    /// Runs `f` on this thread's cache for this cache (fast index only) if it is in sync
+    /// with the depot's generation: the common head of every thread-cache fast path. The
+    /// generation is process-unique, so a match also proves the slot belongs to this cache.
     #[inline(always)]
-    fn fast_push(&self, idx: u8, p: NonNull<u8>) -> bool {
-        cpu::fast_slot(idx, |slot| self.push_to(slot, p).then_some(())).is_some()
+    fn with_own<R>(&self, f: impl FnOnce(&CpuSlot, &mut CpuOwned) -> Option<R>) -> Option<R> {
+        let generation = self.inner.generation.load(Ordering::Relaxed);
+        cpu::fast_slot(self.id, |slot| {
+            slot.own.with_mut(|o| {
+                // SAFETY: this thread's own slot (it is in this thread's table), and `f` runs
+                // no user code and cannot re-enter the thread table.
+                let o = unsafe { &mut *o };
+                if o.generation != generation {
+                    return None;
+                }
+                f(slot, o)
+            })
+        })
     }
 
+    /// Pushes a round into this thread's loaded magazine: the
+    /// production free fast path.
     #[inline(always)]
-    fn push_to(&self, slot: &CpuSlot, p: NonNull<u8>) -> bool {
-        let generation = self.inner.generation.load(Ordering::Relaxed);
-        slot.own.with_mut(|o| {
-            // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
-            let o = unsafe { &mut *o };
-            if o.generation != generation {
-                return false;
-            }
-            let Some(r) = o.push(p) else {
-                return false;
-            };
+    fn fast_push(&self, p: NonNull<u8>) -> bool {
+        self.with_own(|slot, o| {
+            let r = o.push(p)?;
             slot.rounds.store(r, Ordering::Relaxed);
-            true
+            Some(())
         })
+        .is_some()
     }
 
     /// AUDIT free done entirely on this thread's cache: locate (slab cache, radix), state
@@ -1203,35 +1191,27 @@ impl Cache {
             return None;
         }
         let expect = if typed { TYPED } else { IN_USE };
-        let generation = inner.generation.load(Ordering::Relaxed);
-        cpu::fast_slot(self.aid, |slot| {
-            slot.own.with_mut(|o| {
-                // SAFETY: this thread's own slot; no user code runs in here.
-                let o = unsafe { &mut *o };
-                if o.generation != generation {
-                    return None;
-                }
-                let (a, p, idx) = inner.locate_cached(o, addr)?;
-                let bc = a.bc.get(idx)?;
-                // Push first (a full magazine declines before anything changed), then claim
-                // the object; if the claim fails the push is taken back.
-                let r = o.push(NonNull::new(p)?)?;
-                if bc
-                    .state
-                    .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
-                    o.unpush();
-                    return None;
-                }
-                // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS
-                // proved the object allocated, so its slab cannot be destroyed under us);
-                // chunks are 8-aligned and a multiple of 8 long; the CAS made us its only user.
-                unsafe { audit::fill(p, inner.geo.chunksize, FREE_PATTERN) };
-                bc.stamp_as(TxnKind::Free, slot.thread, cpu::next_seq(), false);
-                slot.rounds.store(r, Ordering::Relaxed);
-                Some(())
-            })
+        self.with_own(|slot, o| {
+            let (a, p, idx) = inner.locate_cached(o, addr)?;
+            let bc = a.bc.get(idx)?;
+            // Push first (a full magazine declines before anything changed), then claim
+            // the object; if the claim fails the push is taken back.
+            let r = o.push(NonNull::new(p)?)?;
+            if bc
+                .state
+                .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                o.unpush();
+                return None;
+            }
+            // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS
+            // proved the object allocated, so its slab cannot be destroyed under us);
+            // chunks are 8-aligned and a multiple of 8 long; the CAS made us its only user.
+            unsafe { audit::fill(p, inner.geo.chunksize, FREE_PATTERN) };
+            bc.stamp_as(TxnKind::Free, slot.thread, cpu::next_seq(), false);
+            slot.rounds.store(r, Ordering::Relaxed);
+            Some(())
         })
     }
 
@@ -1245,35 +1225,27 @@ impl Cache {
             return Ok(None);
         }
         let state = if typed { TYPED } else { IN_USE };
-        let generation = inner.generation.load(Ordering::Relaxed);
-        cpu::fast_slot(self.aid, |slot| {
-            Some(slot.own.with_mut(|o| {
-                // SAFETY: this thread's own slot; no user code runs in here.
-                let o = unsafe { &mut *o };
-                if o.generation != generation {
-                    return Ok(None);
-                }
-                let Some((p, r)) = o.pop() else {
-                    return Ok(None);
-                };
-                let p = p.as_ptr();
-                slot.rounds.store(r, Ordering::Relaxed);
-                // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned chunk of a
-                // live slab that no client owns.
-                if unsafe { audit::verify(p, inner.geo.chunksize, FREE_PATTERN) }.is_some() {
-                    return Err(p);
-                }
-                // (Popped but not in the radix, the fallback range: the full path finishes.)
-                let Some(bc) = inner
-                    .locate_cached(o, p.addr())
-                    .and_then(|(a, _, i)| a.bc.get(i))
-                else {
-                    return Err(p);
-                };
-                bc.state.store(state, Ordering::Release);
-                bc.stamp_as(TxnKind::Alloc, slot.thread, cpu::next_seq(), false);
-                Ok(NonNull::new(p))
-            }))
+        self.with_own(|slot, o| {
+            let Some((p, r)) = o.pop() else {
+                return Some(Ok(None));
+            };
+            let p = p.as_ptr();
+            slot.rounds.store(r, Ordering::Relaxed);
+            // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned chunk of a
+            // live slab that no client owns.
+            if unsafe { audit::verify(p, inner.geo.chunksize, FREE_PATTERN) }.is_some() {
+                return Some(Err(p));
+            }
+            // (Popped but not in the radix, the fallback range: the full path finishes.)
+            let Some(bc) = inner
+                .locate_cached(o, p.addr())
+                .and_then(|(a, _, i)| a.bc.get(i))
+            else {
+                return Some(Err(p));
+            };
+            bc.state.store(state, Ordering::Release);
+            bc.stamp_as(TxnKind::Alloc, slot.thread, cpu::next_seq(), false);
+            Some(Ok(NonNull::new(p)))
         })
         .unwrap_or(Ok(None))
     }
@@ -1298,7 +1270,7 @@ impl Cache {
             Err(r) => return raise(&r, self.inner.policy),
         };
         if let Some(nn) = NonNull::new(p)
-            && self.fast_push(self.aid, nn)
+            && self.fast_push(nn)
         {
             return Ok(());
         }
@@ -1322,7 +1294,7 @@ impl Cache {
         if self.audit {
             return self.free_audited(p);
         }
-        if self.fast_push(self.id, p) {
+        if self.fast_push(p) {
             return Ok(());
         }
         self.free_cold(p)
@@ -1466,21 +1438,13 @@ impl Cache {
         self.with_current_slot(|o| o.push_many(objs))
     }
 
-    /// Runs a bulk operation `f` on this thread's cache (production fast index) if its
-    /// generation is current, then publishes `cp_rounds`; 0 if there is none to use.
+    /// Runs a bulk operation `f` on this thread's cache, then publishes `cp_rounds`; 0 if
+    /// there is none to use.
     fn with_current_slot(&self, f: impl FnOnce(&mut CpuOwned) -> usize) -> usize {
-        let generation = self.inner.generation.load(Ordering::Relaxed);
-        cpu::fast_slot(self.id, |slot| {
-            slot.own.with_mut(|o| {
-                // SAFETY: this thread's own slot (it is in this thread's table); no re-entry.
-                let o = unsafe { &mut *o };
-                if o.generation != generation {
-                    return None;
-                }
-                let k = f(o);
-                slot.rounds.store(o.rounds(), Ordering::Relaxed);
-                Some(k)
-            })
+        self.with_own(|slot, o| {
+            let k = f(o);
+            slot.rounds.store(o.rounds(), Ordering::Relaxed);
+            Some(k)
         })
         .unwrap_or(0)
     }

@@ -71,13 +71,9 @@ impl CpuOwned {
 
     /// Folds the pops counted in the packed word into `cp_alloc` / `cp_free`.
     fn settle(&mut self) {
-        let pops = self.word >> 32;
-        let rounds = self.rounds();
-        self.alloc += pops;
-        self.free =
-            (self.free + pops).wrapping_add_signed(i64::from(rounds) - i64::from(self.rbase));
-        self.rbase = rounds;
-        self.word = u64::from(rounds as u32);
+        (self.alloc, self.free) = self.counts();
+        self.rbase = self.rounds();
+        self.word = u64::from(self.rbase as u32);
     }
 
     /// `(cp_alloc, cp_free)`.
@@ -106,14 +102,22 @@ impl CpuOwned {
         let w = self.word;
         let r = (w as u32).wrapping_sub(1);
         let p = *self.loaded.round.get(r as usize)?;
-        let (w, wrapped) = w.overflowing_add(POP);
+        self.count_pops(1);
+        Some((p, r as i32))
+    }
+
+    /// Adds `k` pops (at most `cp_rounds`) to the packed word: `k` more on the counter, `k`
+    /// fewer rounds (which stay >= 0, so nothing borrows from the counter). When the
+    /// counter passes 2^32 it carries out of the word, and those 2^32 pops are folded into
+    /// the settled counts at once.
+    #[inline(always)]
+    fn count_pops(&mut self, k: u64) {
+        let (w, wrapped) = self.word.overflowing_add(k * POP);
         self.word = w;
         if wrapped {
-            // The 2^32nd pop since the last settle: the pop counter wrapped to 0.
             self.alloc += 1 << 32;
             self.free += 1 << 32;
         }
-        Some((p, r as i32))
     }
 
     /// Pops up to `n` rounds off the loaded magazine into `out`, top first (the order single
@@ -125,14 +129,7 @@ impl CpuOwned {
             return 0;
         };
         out.extend(top.iter().rev());
-        // `k * POP` adds `k` to the pop counter and takes `k` from `cp_rounds` (which stays
-        // >= 0, so nothing borrows from the counter).
-        let (w, wrapped) = self.word.overflowing_add(k as u64 * POP);
-        self.word = w;
-        if wrapped {
-            self.alloc += 1 << 32;
-            self.free += 1 << 32;
-        }
+        self.count_pops(k as u64);
         k
     }
 

@@ -28,9 +28,9 @@
 //!   sequence, so a thread cache whose generation matches the cache's current one belongs
 //!   to that cache: the fast path compares only the generation (the table entry of a
 //!   destroyed cache whose id was recycled can never match), not the slot's owner.
-//! * **Audit dispatch off the production path.** An AUDIT cache gets no production fast
-//!   index ([`crate::Cache::alloc`]'s magazine pop always declines for it) and its audit
-//!   entry points are `#[cold]`, so production code pays nothing for the audit test.
+//! * **Audit dispatch off the production path.** The `Cache` handle carries the audit flag,
+//!   tested before the magazine pop (so AUDIT caches never reach the unchecked pop/push);
+//!   the audit entry points are `#[cold]` so that production code is laid out for itself.
 //! * **Batches in bulk.** `alloc_batch` copies the loaded magazine's rounds out in one go
 //!   (top first, the order single pops give) and `free_batch` copies in as many as fit,
 //!   with one magazine exchange between runs.

@@ -160,6 +160,22 @@ fn ring<P: Pool>(p: &mut P, iters: u64) -> Duration {
     t
 }
 
+/// The `pair` ring through the typed front: handles own the objects, dropping one frees it.
+fn typed_ring(typed: &TypedCache<[u8; SIZE]>, iters: u64) -> Duration {
+    let mut live: Vec<_> = (0..RING)
+        .map(|_| typed.alloc([0; SIZE]).expect("alloc"))
+        .collect();
+    let start = Instant::now();
+    let mut i = 0;
+    for _ in 0..iters {
+        let mut h = typed.alloc([0; SIZE]).expect("alloc");
+        h[0] = 1;
+        drop(std::mem::replace(&mut live[i], h));
+        i = (i + 1) % RING;
+    }
+    start.elapsed()
+}
+
 fn batch<P: Pool>(p: &mut P, iters: u64) -> Duration {
     let mut v: Vec<P::H> = Vec::with_capacity(BATCH);
     let start = Instant::now();
@@ -228,20 +244,7 @@ fn pair(c: &mut Criterion) {
     });
     let typed: TypedCache<[u8; SIZE]> = TypedCache::new("bench.typed").expect("cache");
     g.bench_function("alloc-core-typed", |b| {
-        b.iter_custom(|n| {
-            let mut live: Vec<_> = (0..RING)
-                .map(|_| typed.alloc([0; SIZE]).expect("alloc"))
-                .collect();
-            let start = Instant::now();
-            let mut i = 0;
-            for _ in 0..n {
-                let mut h = typed.alloc([0; SIZE]).expect("alloc");
-                h[0] = 1;
-                drop(std::mem::replace(&mut live[i], h));
-                i = (i + 1) % RING;
-            }
-            start.elapsed()
-        })
+        b.iter_custom(|n| typed_ring(&typed, n))
     });
     g.finish();
 }
@@ -399,17 +402,7 @@ fn count_mode(spec: &str) {
             ring(&mut SkmemAudit(&cache("count.audit", Mode::AUDIT)), n);
         }
         "alloc-core-typed" => {
-            let typed: TypedCache<[u8; SIZE]> = TypedCache::new("count.typed").expect("cache");
-            let mut live: Vec<_> = (0..RING)
-                .map(|_| typed.alloc([0; SIZE]).expect("alloc"))
-                .collect();
-            let mut i = 0;
-            for _ in 0..n {
-                let mut h = typed.alloc([0; SIZE]).expect("alloc");
-                h[0] = 1;
-                drop(std::mem::replace(&mut live[i], h));
-                i = (i + 1) % RING;
-            }
+            typed_ring(&TypedCache::new("count.typed").expect("cache"), n);
         }
         other => panic!("unknown contender {other}"),
     }

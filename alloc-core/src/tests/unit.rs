@@ -23,6 +23,16 @@ fn audit_with(name: &str, opts: AuditOptions) -> Cache {
         .expect("config")
 }
 
+/// A xorshift64 generator from `seed`: each call returns a number below its argument.
+fn xorshift(mut x: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
+}
+
 /// Frees `p` a second time and returns the double-free report.
 fn second_free(c: &Cache, p: NonNull<u8>) -> Box<Report> {
     match c.try_free(p.as_ptr()) {
@@ -1049,13 +1059,7 @@ fn audit_fast_path_catches_write_after_free() {
 fn random_operations_agree_with_a_model() {
     let ops = if cfg!(miri) { 400 } else { 20_000 };
     for seed in 1..=3u64 {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rnd = xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let caches = [
             Cache::builder("t.model.a", 40)
                 .mode(Mode::AUDIT | Mode::DYNAMIC)
@@ -1159,13 +1163,7 @@ fn random_operations_agree_with_a_model() {
 #[test]
 fn random_production_operations_agree_with_a_model() {
     let ops = if cfg!(miri) { 400 } else { 20_000 };
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rnd = xorshift(0x2545_f491_4f6c_dd1du64);
     let c = Cache::builder("t.model.prod", 24)
         .mode(Mode::DYNAMIC | Mode::BATCH)
         .slab_size(256)
@@ -1232,13 +1230,7 @@ fn random_production_operations_agree_with_a_model() {
 #[test]
 fn cpu_counters_match_the_rounds_held() {
     let ops = if cfg!(miri) { 300 } else { 20_000 };
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15u64);
     let c = Cache::builder("t.counters", 32)
         .mode(Mode::BATCH)
         .magtypes(&[MagType {

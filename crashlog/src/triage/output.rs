@@ -152,17 +152,21 @@ fn seen(first: Option<LogTime>, last: Option<LogTime>) -> String {
     }
 }
 
-fn write_table(out: &mut impl Write, t: &Triage, rules: &Rules) -> io::Result<()> {
-    writeln!(
-        out,
-        "crashlog triage: {} reports in {} clusters, {} log findings, {} errors ({} files, {} log entries)",
+/// `N reports in N clusters, N log findings, N errors (N files, N log entries)`.
+fn summary_line(t: &Triage) -> String {
+    format!(
+        "{} reports in {} clusters, {} log findings, {} errors ({} files, {} log entries)",
         t.reports.len(),
         t.clusters.len(),
         t.findings.len(),
         t.errors.len(),
         t.files,
         t.log_entries
-    )?;
+    )
+}
+
+fn write_table(out: &mut impl Write, t: &Triage, rules: &Rules) -> io::Result<()> {
+    writeln!(out, "crashlog triage: {}", summary_line(t))?;
     if !t.clusters.is_empty() {
         writeln!(out, "\nCLUSTERS (by count)")?;
         writeln!(
@@ -291,16 +295,7 @@ fn md(s: &str) -> String {
 
 fn write_markdown(out: &mut impl Write, t: &Triage, rules: &Rules) -> io::Result<()> {
     writeln!(out, "# crashlog triage\n")?;
-    writeln!(
-        out,
-        "{} reports in {} clusters, {} log findings, {} errors ({} files, {} log entries).\n",
-        t.reports.len(),
-        t.clusters.len(),
-        t.findings.len(),
-        t.errors.len(),
-        t.files,
-        t.log_entries
-    )?;
+    writeln!(out, "{}.\n", summary_line(t))?;
     if !t.clusters.is_empty() {
         writeln!(out, "## Clusters\n")?;
         writeln!(
