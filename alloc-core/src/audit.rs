@@ -177,6 +177,10 @@ impl AuditSlab {
 
 /// Fills `len` bytes at `p` with the 64-bit `pattern`.
 ///
+/// Inline and call-free for every length (a plain word loop the compiler vectorizes; the
+/// 64-byte case is four wide stores), so that the AUDIT fast paths that use it stay leaf
+/// functions without register saves.
+///
 /// # Safety
 /// `p` must be valid for writes of `len` bytes, 8-byte aligned, and `len` a multiple of 8;
 /// nobody else may access those bytes during the call.
@@ -188,42 +192,31 @@ pub(crate) unsafe fn fill(p: *mut u8, len: usize, pattern: u64) {
         unsafe { p.cast::<[u64; 8]>().write([pattern; 8]) };
         return;
     }
-    // SAFETY: forwarded from this function's contract.
-    unsafe { fill_lines(p, len, pattern) }
-}
-
-/// [`fill`] for any length (out of line, keeping the one-line case small).
-///
-/// # Safety
-/// As for [`fill`].
-#[inline(never)]
-unsafe fn fill_lines(p: *mut u8, len: usize, pattern: u64) {
     // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for writes
-    // and used by nobody else during this call; `[u64; 8]` has `u64`'s alignment, so the
-    // whole 64-byte lines and the odd words after them split that range exactly.
-    let (lines, tail) = unsafe { split_lines_mut(p, len) };
-    // One cache line per step in wide stores, then the odd words.
-    for l in lines {
-        *l = [pattern; 8];
-    }
-    tail.fill(pattern);
+    // and used by nobody else during this call.
+    let words = unsafe { std::slice::from_raw_parts_mut(p.cast::<u64>(), len / 8) };
+    words.fill(pattern);
 }
 
-/// The `len` bytes at `p` as whole 64-byte lines followed by the remaining words.
+/// Whether all `len` bytes at `p` still hold `pattern` (the AUDIT fast path's check:
+/// inline and call-free; [`verify`] finds the offending word once this says no).
 ///
 /// # Safety
-/// As for [`fill`]; the returned slices must not outlive the caller's exclusive use.
+/// As for [`fill`], with reads instead of writes.
 #[inline(always)]
-unsafe fn split_lines_mut<'a>(p: *mut u8, len: usize) -> (&'a mut [[u64; 8]], &'a mut [u64]) {
-    let whole = len / 64;
-    // SAFETY: per this function's contract `p..p + len` is valid, 8-aligned and exclusively
-    // ours; the two ranges are disjoint and together cover `len / 8` words.
-    unsafe {
-        (
-            std::slice::from_raw_parts_mut(p.cast::<[u64; 8]>(), whole),
-            std::slice::from_raw_parts_mut(p.add(whole * 64).cast::<u64>(), (len % 64) / 8),
-        )
+pub(crate) unsafe fn intact(p: *const u8, len: usize, pattern: u64) -> bool {
+    if len == 64 {
+        // As four 16-byte lanes, so that the check compiles to a few vector compares.
+        // SAFETY: 64 readable bytes nobody writes meanwhile; an unaligned read has no
+        // alignment demand.
+        let lanes = unsafe { p.cast::<[u128; 4]>().read_unaligned() };
+        let pat = u128::from(pattern) << 64 | u128::from(pattern);
+        return lanes.iter().fold(0, |d, w| d | (w ^ pat)) == 0;
     }
+    // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for reads
+    // and written by nobody else during this call.
+    let words = unsafe { std::slice::from_raw_parts(p.cast::<u64>(), len / 8) };
+    words.iter().fold(0, |d, w| d | (w ^ pattern)) == 0
 }
 
 /// Checks that `len` bytes at `p` hold `pattern`; returns the first differing word's byte
@@ -326,14 +319,15 @@ pub(crate) fn uptime_ms() -> u64 {
 
 #[cfg(test)]
 mod poison_tests {
-    use super::{FREE_PATTERN, fill, verify};
+    use super::{FREE_PATTERN, fill, intact, verify};
 
     /// Every object length the line/word split can produce (less than one line, exactly
-    /// one, lines plus odd words): fill then verify is clean, and a change to any single
-    /// word is found at that word's offset with the value written.
+    /// one, lines plus odd words): fill then verify is clean and `intact` agrees, and a
+    /// change to any single word is found at that word's offset with the value written
+    /// (and makes `intact` say no).
     #[test]
     fn fill_and_verify_find_every_modified_word() {
-        for words in [1usize, 3, 8, 9, 15, 16, 17, 24] {
+        for words in [1usize, 3, 7, 8, 9, 15, 16, 17, 24] {
             let mut buf = vec![0u64; words];
             let len = words * 8;
             let p = buf.as_mut_ptr().cast::<u8>();
@@ -342,6 +336,8 @@ mod poison_tests {
             assert!(buf.iter().all(|&w| w == FREE_PATTERN));
             // SAFETY: as above.
             assert_eq!(unsafe { verify(p, len, FREE_PATTERN) }, None);
+            // SAFETY: as above.
+            assert!(unsafe { intact(p, len, FREE_PATTERN) });
             for i in 0..words {
                 let p = buf.as_mut_ptr();
                 // SAFETY: `i < words`, inside `buf`.
@@ -349,6 +345,8 @@ mod poison_tests {
                 // SAFETY: as above.
                 let found = unsafe { verify(p.cast::<u8>(), len, FREE_PATTERN) };
                 assert_eq!(found, Some((i * 8, 0x41)), "{words} words, word {i}");
+                // SAFETY: as above.
+                assert!(!unsafe { intact(p.cast::<u8>(), len, FREE_PATTERN) });
                 // SAFETY: as above.
                 unsafe { p.add(i).write(FREE_PATTERN) };
             }

@@ -30,7 +30,7 @@ pub(crate) struct Inner {
     /// AUDIT allocations may take the thread-cache fast path: the default audit options
     /// (poison, transactions, no timestamps, no backtraces), no constructor to run, no
     /// uninitialised fill.
-    /// [`Cache::alloc_audit_fast`] tests this one flag instead of five.
+    /// [`Cache::alloc_audit_hot`] tests this one flag instead of five.
     audit_fast_alloc: bool,
     /// AUDIT frees may take the thread-cache fast path: the default audit options and no
     /// destructor to run.
@@ -482,29 +482,90 @@ impl Inner {
         Some((a, base.wrapping_add(off), off >> self.chunk_shift))
     }
 
-    /// [`Self::locate_fast`] behind the thread cache's one-entry slab cache.
+    /// [`Self::locate_fast`] behind the thread cache's one-entry slab cache: the object's
+    /// audit record and our (provenance-carrying) pointer to it.
     #[inline(always)]
     fn locate_cached(
         &self,
         o: &mut CpuOwned,
         addr: usize,
-    ) -> Option<(&crate::audit::AuditSlab, *mut u8, usize)> {
-        if !o.last_audit.is_null() {
+    ) -> Option<(&crate::audit::AuditBc, NonNull<u8>)> {
+        let off = addr.wrapping_sub(o.last_base);
+        if off < self.span && off & self.chunk_mask == 0 && !o.last_audit.is_null() {
             // SAFETY: `last_audit` was taken from this cache's radix map; audit tables are
             // type-stable until the cache is dropped, and `&self` keeps it alive.
             let a = unsafe { &*o.last_audit };
-            let off = addr.wrapping_sub(o.last_base);
-            if off < self.span && off & self.chunk_mask == 0 {
-                let base = a.base.load(Ordering::Acquire);
-                if base.addr() == o.last_base && !base.is_null() {
-                    return Some((a, base.wrapping_add(off), off >> self.chunk_shift));
-                }
+            // Still the table of the slab at `last_base` (tables are recycled between
+            // slabs): then `addr` is its object number `off >> chunk_shift`.
+            let base = a.base.load(Ordering::Acquire);
+            if base.addr() == o.last_base {
+                let p = NonNull::new(base.wrapping_add(off))?;
+                return Some((a.bc.get(off >> self.chunk_shift)?, p));
             }
         }
         let (a, p, idx) = self.locate_fast(addr)?;
         o.last_audit = std::ptr::from_ref(a);
         o.last_base = p.addr() - (idx << self.chunk_shift);
-        Some((a, p, idx))
+        Some((a.bc.get(idx)?, NonNull::new(p)?))
+    }
+
+    /// The AUDIT allocation fast path on this thread's cache `o`: peek at the top round,
+    /// check its poison and find its record, then pop it, mark it allocated (`HANDLE`: to a
+    /// typed handle) and record the transaction. `None`, with nothing changed, when the
+    /// magazine is empty, the poison is damaged or the object is outside the radix map.
+    /// The caller publishes `cp_rounds`.
+    #[inline(always)]
+    fn audit_take<const HANDLE: bool>(
+        &self,
+        slot: &CpuSlot,
+        o: &mut CpuOwned,
+    ) -> Option<NonNull<u8>> {
+        let p = o.peek()?;
+        // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned chunk of a live
+        // slab that no client owns.
+        if !unsafe { audit::intact(p.as_ptr(), self.geo.chunksize, FREE_PATTERN) } {
+            return None;
+        }
+        let (bc, _) = self.locate_cached(o, p.as_ptr().addr())?;
+        o.pop_peeked();
+        bc.state
+            .store(if HANDLE { TYPED } else { IN_USE }, Ordering::Release);
+        bc.stamp_as(TxnKind::Alloc, slot.thread, cpu::next_seq(), false);
+        Some(p)
+    }
+
+    /// The AUDIT free fast path on this thread's cache `o`: find the object's record, push
+    /// it, claim it with the one compare-exchange from allocated (`HANDLE`: to a typed
+    /// handle) to cached, poison it and record the transaction. `None`, with nothing
+    /// changed, when the magazine is full or the address needs the full path (not found
+    /// through the slab cache or the radix map, or not allocated: misuse, which the full
+    /// path reports). The caller publishes `cp_rounds`.
+    #[inline(always)]
+    fn audit_give<const HANDLE: bool>(
+        &self,
+        slot: &CpuSlot,
+        o: &mut CpuOwned,
+        addr: usize,
+    ) -> Option<()> {
+        let (bc, p) = self.locate_cached(o, addr)?;
+        // Push first (a full magazine declines before anything changed), then claim the
+        // object; if the claim fails the push is taken back.
+        o.push(p)?;
+        let expect = if HANDLE { TYPED } else { IN_USE };
+        if bc
+            .state
+            .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            o.unpush();
+            return None;
+        }
+        // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS proved
+        // the object allocated, so its slab cannot be destroyed under us); chunks are
+        // 8-aligned and a multiple of 8 long; the CAS made us its only user.
+        unsafe { audit::fill(p.as_ptr(), self.geo.chunksize, FREE_PATTERN) };
+        bc.stamp_as(TxnKind::Free, slot.thread, cpu::next_seq(), false);
+        Some(())
     }
 
     /// Finds the audit table and our (provenance-carrying) pointer for the object at `addr`:
@@ -1101,37 +1162,27 @@ impl Cache {
         self.inner.alloc_slow(false)
     }
 
-    /// AUDIT allocation: magazine pop (or slow path), then the audit checks. (`#[cold]` only
-    /// tells callers' code layout that production caches never branch here.)
-    #[cold]
-    #[inline(never)]
+    /// AUDIT allocation: the thread-cache fast path, else everything else out of line.
+    /// Inline so that the fast path's leaf function returns straight to the caller.
+    #[inline(always)]
     fn alloc_audit(&self, typed: bool) -> Result<NonNull<u8>, AllocError> {
-        match self.alloc_audit_fast(typed) {
-            Ok(Some(p)) => Ok(p),
-            Ok(None) => self.alloc_audit_cold(typed, None),
-            Err(p) => self.alloc_audit_cold(typed, Some(p)),
+        let hot = if typed {
+            self.alloc_audit_hot::<true>()
+        } else {
+            self.alloc_audit_hot::<false>()
+        };
+        match hot {
+            Some(p) => Ok(p),
+            None => self.alloc_audit_cold(typed),
         }
     }
 
-    /// Everything [`Self::alloc_audit`]'s fast path declined (kept out of line so the fast
-    /// path stays small). `popped`: an object the fast path popped but could not finish.
+    /// Everything [`Self::alloc_audit_hot`] declined (a constructor to run, other audit
+    /// options, an empty magazine, a stale generation, damaged poison): the full audit
+    /// checks and reports, out of line.
     #[cold]
     #[inline(never)]
-    fn alloc_audit_cold(
-        &self,
-        typed: bool,
-        popped: Option<*mut u8>,
-    ) -> Result<NonNull<u8>, AllocError> {
-        match popped {
-            None => {}
-            Some(p) => {
-                // Popped, but damaged or outside the radix: the full audit path decides.
-                self.inner.audit_alloc(p, typed)?;
-                return NonNull::new(p).ok_or_else(|| AllocError::OutOfMemory {
-                    cache: self.inner.name.clone(),
-                });
-            }
-        }
+    fn alloc_audit_cold(&self, typed: bool) -> Result<NonNull<u8>, AllocError> {
         if let Some(p) = self.fast_pop() {
             self.inner.audit_alloc(p.as_ptr(), typed)?;
             return Ok(p);
@@ -1181,80 +1232,101 @@ impl Cache {
         .is_some()
     }
 
-    /// AUDIT free done entirely on this thread's cache: locate (slab cache, radix), state
-    /// compare-exchange, poison, record, push. `None` when anything needs the full path (a
-    /// destructor to run, a full magazine, a stale generation, misuse).
-    #[inline(always)]
-    fn free_audit_fast(&self, addr: usize, typed: bool) -> Option<()> {
+    /// AUDIT free done entirely on this thread's cache ([`Self::audit_give`]). `false`
+    /// (with nothing changed) when anything needs the full path: a destructor to run, other
+    /// audit options, a full magazine, a stale generation, misuse.
+    ///
+    /// Out of line and with `HANDLE` (a typed-handle object) as a constant, so that it stays
+    /// small; `#[cold]` only for the layout of callers' production paths.
+    #[cold]
+    #[inline(never)]
+    fn free_audit_hot<const HANDLE: bool>(&self, addr: usize) -> bool {
         let inner = &*self.inner;
         if !inner.audit_fast_free {
-            return None;
+            return false;
         }
-        let expect = if typed { TYPED } else { IN_USE };
         self.with_own(|slot, o| {
-            let (a, p, idx) = inner.locate_cached(o, addr)?;
-            let bc = a.bc.get(idx)?;
-            // Push first (a full magazine declines before anything changed), then claim
-            // the object; if the claim fails the push is taken back.
-            let r = o.push(NonNull::new(p)?)?;
-            if bc
-                .state
-                .compare_exchange(expect, CACHED, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                o.unpush();
-                return None;
-            }
-            // SAFETY: `p` is our pointer to a whole chunk of a live slab (the state CAS
-            // proved the object allocated, so its slab cannot be destroyed under us);
-            // chunks are 8-aligned and a multiple of 8 long; the CAS made us its only user.
-            unsafe { audit::fill(p, inner.geo.chunksize, FREE_PATTERN) };
-            bc.stamp_as(TxnKind::Free, slot.thread, cpu::next_seq(), false);
-            slot.rounds.store(r, Ordering::Relaxed);
+            inner.audit_give::<HANDLE>(slot, o, addr)?;
+            slot.rounds.store(o.rounds(), Ordering::Relaxed);
             Some(())
         })
+        .is_some()
     }
 
-    /// AUDIT allocation done on this thread's cache when there is no constructor: pop,
-    /// verify poison, set state, record. `Err(p)` hands back a popped object whose poison
-    /// was damaged (the caller reports it); `Ok(None)` means "take the full path".
-    #[inline(always)]
-    fn alloc_audit_fast(&self, typed: bool) -> Result<Option<NonNull<u8>>, *mut u8> {
+    /// AUDIT allocation done on this thread's cache ([`Self::audit_take`]). `None` (with
+    /// nothing changed) when anything needs the full path: a constructor to run, other
+    /// audit options, an empty magazine, a stale generation, damaged poison (which the full
+    /// path then pops again and reports).
+    ///
+    /// Out of line like [`Self::free_audit_hot`].
+    #[cold]
+    #[inline(never)]
+    fn alloc_audit_hot<const HANDLE: bool>(&self) -> Option<NonNull<u8>> {
         let inner = &*self.inner;
         if !inner.audit_fast_alloc {
-            return Ok(None);
+            return None;
         }
-        let state = if typed { TYPED } else { IN_USE };
         self.with_own(|slot, o| {
-            let Some((p, r)) = o.pop() else {
-                return Some(Ok(None));
-            };
-            let p = p.as_ptr();
-            slot.rounds.store(r, Ordering::Relaxed);
-            // SAFETY: `p` is our pointer to a cached object: a whole, 8-aligned chunk of a
-            // live slab that no client owns.
-            if unsafe { audit::verify(p, inner.geo.chunksize, FREE_PATTERN) }.is_some() {
-                return Some(Err(p));
-            }
-            // (Popped but not in the radix, the fallback range: the full path finishes.)
-            let Some(bc) = inner
-                .locate_cached(o, p.addr())
-                .and_then(|(a, _, i)| a.bc.get(i))
-            else {
-                return Some(Err(p));
-            };
-            bc.state.store(state, Ordering::Release);
-            bc.stamp_as(TxnKind::Alloc, slot.thread, cpu::next_seq(), false);
-            Some(Ok(NonNull::new(p)))
+            let p = inner.audit_take::<HANDLE>(slot, o)?;
+            slot.rounds.store(o.rounds(), Ordering::Relaxed);
+            Some(p)
         })
-        .unwrap_or(Ok(None))
     }
 
-    /// Audit free: validate and poison (outside the thread table: the destructor is user
-    /// code), then the magazine fast path, else the slow path.
-    #[inline(never)]
+    /// [`Self::alloc_audit_hot`] for up to `n` objects in one visit to the thread cache,
+    /// appended to `out`; stops at the first object the fast path declines. Returns how
+    /// many it took.
+    fn alloc_audit_many(&self, n: usize, out: &mut Vec<NonNull<u8>>) -> usize {
+        let inner = &*self.inner;
+        if !inner.audit_fast_alloc {
+            return 0;
+        }
+        self.with_own(|slot, o| {
+            let start = out.len();
+            while out.len() - start < n {
+                let Some(p) = inner.audit_take::<false>(slot, o) else {
+                    break;
+                };
+                out.push(p);
+            }
+            slot.rounds.store(o.rounds(), Ordering::Relaxed);
+            Some(out.len() - start)
+        })
+        .unwrap_or(0)
+    }
+
+    /// [`Self::free_audit_hot`] for a run of objects in one visit to the thread cache;
+    /// stops at the first object the fast path declines. Returns how many it freed.
+    fn free_audit_many(&self, objs: &[NonNull<u8>]) -> usize {
+        let inner = &*self.inner;
+        if !inner.audit_fast_free {
+            return 0;
+        }
+        self.with_own(|slot, o| {
+            let k = objs
+                .iter()
+                .take_while(|p| {
+                    inner
+                        .audit_give::<false>(slot, o, p.as_ptr().addr())
+                        .is_some()
+                })
+                .count();
+            slot.rounds.store(o.rounds(), Ordering::Relaxed);
+            Some(k)
+        })
+        .unwrap_or(0)
+    }
+
+    /// AUDIT free: the thread-cache fast path, else everything else out of line (inline so
+    /// that the fast path's leaf function returns straight to the caller).
+    #[inline(always)]
     fn free_audit(&self, addr: usize, typed: bool) -> Result<(), Box<Report>> {
-        if self.free_audit_fast(addr, typed).is_some() {
+        let done = if typed {
+            self.free_audit_hot::<true>(addr)
+        } else {
+            self.free_audit_hot::<false>(addr)
+        };
+        if done {
             return Ok(());
         }
         self.free_audit_cold(addr, typed)
@@ -1300,9 +1372,9 @@ impl Cache {
         self.free_cold(p)
     }
 
-    /// [`Self::free`] in an AUDIT cache. `#[cold]` only for the layout of `free`'s callers:
-    /// production caches never come here. (`try_free`, the audit API, calls
-    /// [`Self::free_audit`] directly.)
+    /// [`Self::free`] in an AUDIT cache, out of line: `free`'s callers (production code)
+    /// then keep one call in their cold branch instead of the audit paths' two, and need no
+    /// extra saved registers. (`try_free`, the audit API, inlines [`Self::free_audit`].)
     #[cold]
     #[inline(never)]
     fn free_audited(&self, p: NonNull<u8>) -> Result<(), Box<Report>> {
@@ -1388,6 +1460,14 @@ impl Cache {
             }
         }
         while got < n {
+            if self.audit {
+                // AUDIT: as many as the fast path takes in one visit to the thread cache,
+                // then one object through the full path (exchange, slab layer, reports).
+                got += self.alloc_audit_many(n - got, out);
+                if got == n {
+                    break;
+                }
+            }
             match self.alloc() {
                 Ok(p) => {
                     out.push(p);
@@ -1408,21 +1488,49 @@ impl Cache {
     /// # Safety
     /// As for [`Cache::free`], for every element.
     pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) -> Result<(), Box<Report>> {
+        if self.audit {
+            return self.free_audit_batch(objs);
+        }
         let mut rest = objs;
         while let Some((&p, tail)) = rest.split_first() {
-            // Production: as many as fit into the loaded magazine in one go; when none fit,
-            // one `free` through the magazine exchange (which loads an empty magazine).
-            let k = if self.audit {
-                0
-            } else {
-                self.fast_push_many(rest)
-            };
+            // As many as fit into the loaded magazine in one go; when none fit, one `free`
+            // through the magazine exchange (which loads an empty magazine).
+            let k = self.fast_push_many(rest);
             if k > 0 {
                 rest = rest.get(k..).unwrap_or_default();
                 continue;
             }
             // SAFETY: forwarded from this function's contract.
             unsafe { self.free(p)? };
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// [`Cache::try_free`] for many objects, in order: each is validated as `try_free`
+    /// validates one, in runs that visit the thread cache once. Stops at the first misuse:
+    /// the objects before it are freed, it and the ones after it are untouched, and the
+    /// error carries its report (under [`Policy::Report`](crate::Policy::Report); the other
+    /// policies panic or abort there). [`FreeError::NotAudited`] for other caches.
+    pub fn try_free_batch(&self, objs: &[NonNull<u8>]) -> Result<(), FreeError> {
+        if !self.audit {
+            return Err(self.not_audited());
+        }
+        self.free_audit_batch(objs).map_err(FreeError::Audit)
+    }
+
+    /// The AUDIT batch free behind [`Self::free_batch`] and [`Self::try_free_batch`]: fast
+    /// runs through the thread cache; each object the fast path declines goes through the
+    /// full path (which reports misuse or exchanges the magazine).
+    fn free_audit_batch(&self, objs: &[NonNull<u8>]) -> Result<(), Box<Report>> {
+        let mut rest = objs;
+        while let Some((&p, tail)) = rest.split_first() {
+            let k = self.free_audit_many(rest);
+            if k > 0 {
+                rest = rest.get(k..).unwrap_or_default();
+                continue;
+            }
+            self.free_audit_cold(p.as_ptr().addr(), false)?;
             rest = tail;
         }
         Ok(())

@@ -99,11 +99,24 @@ impl CpuOwned {
     /// bounds check covers all three.
     #[inline(always)]
     pub(crate) fn pop(&mut self) -> Option<(NonNull<u8>, i32)> {
-        let w = self.word;
-        let r = (w as u32).wrapping_sub(1);
-        let p = *self.loaded.round.get(r as usize)?;
+        let p = self.peek()?;
+        Some((p, self.pop_peeked()))
+    }
+
+    /// The round [`Self::pop`] would return, left in place (`None` as for `pop`).
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> Option<NonNull<u8>> {
+        let r = (self.word as u32).wrapping_sub(1);
+        self.loaded.round.get(r as usize).copied()
+    }
+
+    /// Pops the round [`Self::peek`] just returned (the caller saw `Some`, so the magazine
+    /// holds at least one); returns the new `cp_rounds`.
+    #[inline(always)]
+    pub(crate) fn pop_peeked(&mut self) -> i32 {
+        let r = (self.word as u32).wrapping_sub(1);
         self.count_pops(1);
-        Some((p, r as i32))
+        r as i32
     }
 
     /// Adds `k` pops (at most `cp_rounds`) to the packed word: `k` more on the counter, `k`

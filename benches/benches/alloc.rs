@@ -199,14 +199,13 @@ fn batch_cache(c: &Cache, iters: u64) -> Duration {
     for _ in 0..iters {
         c.alloc_batch(BATCH, &mut v).expect("alloc");
         if audit {
-            for p in v.drain(..) {
-                c.try_free(p.as_ptr()).expect("free");
-            }
+            // The safe, validating batch free (every object checked as `try_free` would).
+            c.try_free_batch(&v).expect("free");
         } else {
             // SAFETY: all allocated just above from `c`, freed once.
             unsafe { c.free_batch(&v).expect("free") };
-            v.clear();
         }
+        v.clear();
     }
     start.elapsed()
 }
@@ -378,7 +377,8 @@ fn cross_thread(c: &mut Criterion) {
 /// `valgrind --tool=callgrind` at two iteration counts; the difference of the totals divided
 /// by the difference of the counts is the instruction cost per alloc+free pair (setup and
 /// teardown cancel out). Contenders: system, freelist-floor, mimalloc, slab, alloc-core,
-/// alloc-core-audit, alloc-core-typed.
+/// alloc-core-audit, alloc-core-typed; and `batch/alloc-core`, `batch/alloc-core-audit`,
+/// where `iters` counts objects (in batches of 64) and the cost is per object.
 fn count_mode(spec: &str) {
     let (who, n) = spec.split_once(':').unwrap_or((spec, "1000000"));
     let n: u64 = n.parse().expect("ALLOC_COUNT=<contender>:<iters>");
@@ -403,6 +403,13 @@ fn count_mode(spec: &str) {
         }
         "alloc-core-typed" => {
             typed_ring(&TypedCache::new("count.typed").expect("cache"), n);
+        }
+        "batch/alloc-core" => {
+            batch_cache(&cache("count.batch", Mode::BATCH), n / BATCH as u64);
+        }
+        "batch/alloc-core-audit" => {
+            let c = cache("count.batch.audit", Mode::BATCH | Mode::AUDIT);
+            batch_cache(&c, n / BATCH as u64);
         }
         other => panic!("unknown contender {other}"),
     }

@@ -134,7 +134,7 @@ pub enum OpTag {
     Free,
     /// `cache, n`
     AllocBatch,
-    /// `cache, n`
+    /// `cache, n, safe?` (`try_free_batch` or the unsafe `free_batch`)
     FreeBatch,
     /// `cache`
     Purge,
@@ -255,7 +255,8 @@ impl Harness {
             }
             3 => {
                 let n = usize::from(r.below(17));
-                self.free_batch(c, n);
+                let safe = r.bool();
+                self.free_batch(c, n, safe);
             }
             4 => self.flush(c, |cache| cache.purge()),
             5 => self.flush(c, |cache| cache.resize()),
@@ -419,7 +420,7 @@ impl Harness {
         }
     }
 
-    fn free_batch(&mut self, c: usize, n: usize) {
+    fn free_batch(&mut self, c: usize, n: usize, safe: bool) {
         let mc = &mut self.caches[c];
         let n = n.min(mc.live.len());
         if n == 0 {
@@ -430,10 +431,18 @@ impl Harness {
             .iter()
             .filter_map(|a| NonNull::new(*a as *mut u8))
             .collect();
-        // SAFETY: the cache is in AUDIT mode, where `free` validates any address (and
-        // these are live objects of this cache that the model hands back exactly once).
-        if let Err(rep) = unsafe { mc.cache.free_batch(&ptrs) } {
-            panic!("alloc_ops: {}: valid free_batch refused: {rep}", mc.name);
+        let res = if safe {
+            mc.cache.try_free_batch(&ptrs).map_err(|e| e.to_string())
+        } else {
+            // SAFETY: the cache is in AUDIT mode, where `free` validates any address (and
+            // these are live objects of this cache that the model hands back exactly once).
+            unsafe { mc.cache.free_batch(&ptrs) }.map_err(|rep| rep.to_string())
+        };
+        if let Err(e) = res {
+            panic!(
+                "alloc_ops: {}: valid batch free (safe: {safe}) refused: {e}",
+                mc.name
+            );
         }
         // Which of them stayed cached is not observable per object: none is a
         // write-after-free target until the next flush says otherwise.

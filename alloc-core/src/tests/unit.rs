@@ -583,6 +583,12 @@ fn audit_invalid_frees() {
     other.try_free(o.as_ptr()).unwrap();
     let plain = Cache::new("t.inv.plain", 64).unwrap();
     assert_eq!(plain.try_free(foreign).unwrap_err().name(), "not-audited");
+    let q = plain.alloc().unwrap();
+    assert_eq!(
+        plain.try_free_batch(&[q]).unwrap_err().name(),
+        "not-audited"
+    );
+    free(&plain, q);
 }
 
 #[test]
@@ -1110,7 +1116,29 @@ fn random_operations_agree_with_a_model() {
                         live[k].push(p);
                     }
                 }
-                45..=84 if !live[k].is_empty() => {
+                80..=84 if !live[k].is_empty() => {
+                    // A validating batch free of a few live objects, sometimes with a freed
+                    // one among them: the objects before it are freed, it and the rest not.
+                    let m = rnd(live[k].len().min(6) as u64) as usize + 1;
+                    let mut batch: Vec<NonNull<u8>> = (0..m)
+                        .map(|_| live[k].swap_remove(rnd(live[k].len() as u64) as usize))
+                        .collect();
+                    let bad = (!freed[k].is_empty() && rnd(3) == 0).then(|| {
+                        let at = rnd(m as u64 + 1) as usize;
+                        batch.insert(at, freed[k][rnd(freed[k].len() as u64) as usize]);
+                        at
+                    });
+                    match (c.try_free_batch(&batch), bad) {
+                        (Ok(()), None) => freed[k].extend(&batch),
+                        (Err(FreeError::Audit(r)), Some(at)) => {
+                            assert_eq!(r.obj, batch[at].as_ptr().addr(), "seed {seed}");
+                            freed[k].extend(&batch[..at]);
+                            live[k].extend(&batch[at + 1..]);
+                        }
+                        (got, bad) => panic!("seed {seed} step {step}: {got:?}, bad at {bad:?}"),
+                    }
+                }
+                45..=79 if !live[k].is_empty() => {
                     let i = rnd(live[k].len() as u64) as usize;
                     let p = live[k].swap_remove(i);
                     c.try_free(p.as_ptr()).unwrap();
