@@ -27,40 +27,59 @@ pub const FREE_PATTERN: u64 = 0xdead_beef_dead_beef;
 /// `MCACHE_UNINITIALIZED_PATTERN`.
 pub const UNINITIALIZED_PATTERN: u64 = 0xbadd_cafe_badd_cafe;
 
-/// Audit record of one object (the `skmem_bufctl_audit` extension).
+/// Audit record of one object (the `skmem_bufctl_audit` extension): the state byte and the
+/// last alloc and free, each as one word (thread number in the low 32 bits, the thread's
+/// transaction number in the high 32 bits; 0 = none). 32 bytes and 32-aligned, so a record
+/// never straddles a cache line and two share one; timestamps and backtraces, when asked
+/// for, live in side tables of the [`AuditSlab`].
 #[derive(Debug)]
+#[repr(C, align(32))]
 pub(crate) struct AuditBc {
+    alloc: AtomicU64,
+    free: AtomicU64,
     pub(crate) state: AtomicU8,
-    alloc_thread: AtomicU64,
-    alloc_ms: AtomicU64,
-    alloc_seq: AtomicU64,
-    free_thread: AtomicU64,
-    free_ms: AtomicU64,
-    free_seq: AtomicU64,
+}
+
+/// One transaction word: `thread` (at most `u32::MAX`, see `next_thread`) and the low 32
+/// bits of `seq`.
+#[inline(always)]
+fn txn_word(thread: u64, seq: u64) -> u64 {
+    (seq << 32) | (thread & 0xffff_ffff)
 }
 
 impl AuditBc {
-    /// Records a transaction's thread, sequence number and (if `timestamps`) time; the
-    /// backtrace, if any, is [`AuditSlab::record`]'s business.
+    fn new() -> AuditBc {
+        AuditBc {
+            alloc: AtomicU64::new(0),
+            free: AtomicU64::new(0),
+            state: AtomicU8::new(SLAB_FREE),
+        }
+    }
+
+    /// Records a transaction of the calling thread (its number and next sequence number).
     #[inline(always)]
-    pub(crate) fn stamp(&self, kind: TxnKind, timestamps: bool) {
+    pub(crate) fn stamp(&self, kind: TxnKind) {
         let (thread, seq) = crate::cpu::next_txn();
-        self.stamp_as(kind, thread, seq, timestamps);
+        self.stamp_as(kind, thread, seq);
     }
 
     /// [`AuditBc::stamp`] for a caller that knows its thread number and has drawn `seq`
     /// (the thread-cache fast paths: the slot holds the thread number).
     #[inline(always)]
-    pub(crate) fn stamp_as(&self, kind: TxnKind, thread: u64, seq: u64, timestamps: bool) {
-        let (t, s, m) = match kind {
-            TxnKind::Alloc => (&self.alloc_thread, &self.alloc_seq, &self.alloc_ms),
-            TxnKind::Free => (&self.free_thread, &self.free_seq, &self.free_ms),
+    pub(crate) fn stamp_as(&self, kind: TxnKind, thread: u64, seq: u64) {
+        let w = match kind {
+            TxnKind::Alloc => &self.alloc,
+            TxnKind::Free => &self.free,
         };
-        t.store(thread, Ordering::Relaxed);
-        s.store(seq, Ordering::Relaxed);
-        if timestamps {
-            m.store(uptime_ms(), Ordering::Relaxed);
-        }
+        w.store(txn_word(thread, seq), Ordering::Relaxed);
+    }
+}
+
+/// Where a transaction kind's time sits in an object's `times` pair.
+fn time_slot(kind: TxnKind) -> usize {
+    match kind {
+        TxnKind::Alloc => 0,
+        TxnKind::Free => 1,
     }
 }
 
@@ -77,22 +96,21 @@ pub(crate) struct AuditSlab {
     /// Slab base while the slab is live, null while pooled.
     pub(crate) base: AtomicPtr<u8>,
     pub(crate) bc: Box<[AuditBc]>,
+    /// Milliseconds of the last alloc and free per object (only with
+    /// `AuditOptions::timestamps`; empty otherwise).
+    times: Box<[[AtomicU64; 2]]>,
     stacks: Box<[Mutex<Stacks>]>,
 }
 
 impl AuditSlab {
-    pub(crate) fn new(chunks: usize, backtraces: bool) -> AuditSlab {
-        let bc = (0..chunks)
-            .map(|_| AuditBc {
-                state: AtomicU8::new(SLAB_FREE),
-                alloc_thread: AtomicU64::new(0),
-                alloc_ms: AtomicU64::new(0),
-                alloc_seq: AtomicU64::new(0),
-                free_thread: AtomicU64::new(0),
-                free_ms: AtomicU64::new(0),
-                free_seq: AtomicU64::new(0),
-            })
-            .collect();
+    pub(crate) fn new(chunks: usize, timestamps: bool, backtraces: bool) -> AuditSlab {
+        let times = if timestamps {
+            (0..chunks)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect()
+        } else {
+            Vec::new().into_boxed_slice()
+        };
         let stacks = if backtraces {
             (0..chunks).map(|_| Mutex::new(Stacks::default())).collect()
         } else {
@@ -100,17 +118,21 @@ impl AuditSlab {
         };
         AuditSlab {
             base: AtomicPtr::new(ptr::null_mut()),
-            bc,
+            bc: (0..chunks).map(|_| AuditBc::new()).collect(),
+            times,
             stacks,
         }
     }
 
     /// Records a transaction on object `idx`: thread, the thread's transaction sequence
-    /// number, and (if `timestamps`) the coarse-clock milliseconds.
+    /// number, and (with timestamps) the coarse-clock milliseconds.
     #[inline(always)]
-    pub(crate) fn record(&self, idx: usize, kind: TxnKind, timestamps: bool) {
+    pub(crate) fn record(&self, idx: usize, kind: TxnKind) {
         let Some(bc) = self.bc.get(idx) else { return };
-        bc.stamp(kind, timestamps);
+        bc.stamp(kind);
+        if let Some(t) = self.times.get(idx) {
+            t[time_slot(kind)].store(uptime_ms(), Ordering::Relaxed);
+        }
         if !self.stacks.is_empty() {
             self.record_stack(idx, kind);
         }
@@ -146,31 +168,23 @@ impl AuditSlab {
             },
             None => (None, None),
         };
-        let mk = |kind, thread: &AtomicU64, seq: &AtomicU64, ms: &AtomicU64, bt| {
-            let thread = thread.load(Ordering::Relaxed);
+        let mk = |kind: TxnKind, word: &AtomicU64, bt| {
+            let w = word.load(Ordering::Relaxed);
+            let thread = w & 0xffff_ffff;
             (thread != 0).then(|| Transaction {
                 kind,
                 thread,
-                seq: seq.load(Ordering::Relaxed),
-                timestamp_ms: ms.load(Ordering::Relaxed),
+                seq: w >> 32,
+                timestamp_ms: self
+                    .times
+                    .get(idx)
+                    .map_or(0, |t| t[time_slot(kind)].load(Ordering::Relaxed)),
                 backtrace: bt,
             })
         };
         (
-            mk(
-                TxnKind::Alloc,
-                &bc.alloc_thread,
-                &bc.alloc_seq,
-                &bc.alloc_ms,
-                sa,
-            ),
-            mk(
-                TxnKind::Free,
-                &bc.free_thread,
-                &bc.free_seq,
-                &bc.free_ms,
-                sf,
-            ),
+            mk(TxnKind::Alloc, &bc.alloc, sa),
+            mk(TxnKind::Free, &bc.free, sf),
         )
     }
 }

@@ -530,7 +530,7 @@ impl Inner {
         o.pop_peeked();
         bc.state
             .store(if HANDLE { TYPED } else { IN_USE }, Ordering::Release);
-        bc.stamp_as(TxnKind::Alloc, slot.thread, cpu::next_seq(), false);
+        bc.stamp_as(TxnKind::Alloc, slot.thread, cpu::next_seq());
         Some(p)
     }
 
@@ -564,7 +564,7 @@ impl Inner {
         // the object allocated, so its slab cannot be destroyed under us); chunks are
         // 8-aligned and a multiple of 8 long; the CAS made us its only user.
         unsafe { audit::fill(p.as_ptr(), self.geo.chunksize, FREE_PATTERN) };
-        bc.stamp_as(TxnKind::Free, slot.thread, cpu::next_seq(), false);
+        bc.stamp_as(TxnKind::Free, slot.thread, cpu::next_seq());
         Some(())
     }
 
@@ -656,7 +656,7 @@ impl Inner {
             unsafe { audit::fill(p, self.geo.chunksize, FREE_PATTERN) };
         }
         if self.audit_opts.transactions {
-            a.record(idx, TxnKind::Free, self.audit_opts.timestamps);
+            a.record(idx, TxnKind::Free);
         }
     }
 
@@ -734,15 +734,14 @@ impl Inner {
                 bc.state.store(state, Ordering::Release);
             }
             if self.audit_opts.transactions {
-                a.record(i, TxnKind::Alloc, self.audit_opts.timestamps);
+                a.record(i, TxnKind::Alloc);
             }
         } else if let Ok((a, _, i)) = self.audit_locate(p.addr()) {
             if let Some(bc) = a.get().bc.get(i) {
                 bc.state.store(state, Ordering::Release);
             }
             if self.audit_opts.transactions {
-                a.get()
-                    .record(i, TxnKind::Alloc, self.audit_opts.timestamps);
+                a.get().record(i, TxnKind::Alloc);
             }
         }
         Ok(())
@@ -1046,6 +1045,7 @@ impl Cache {
             mode.contains(Mode::CLEARONFREE),
             audit,
             cfg.audit.poison,
+            cfg.audit.timestamps,
             cfg.audit.backtraces,
         );
         let depot = Depot::new(magtype, magsize);

@@ -75,10 +75,12 @@ pub enum TxnKind {
 pub struct Transaction {
     /// Alloc or free.
     pub kind: TxnKind,
-    /// The flowslab thread number of the thread (1-based, in order of first cache use).
+    /// The flowslab thread number of the thread (1-based, in order of first cache use;
+    /// saturates at `u32::MAX`).
     pub thread: u64,
     /// The thread's audit transaction number (1-based, counts every audited alloc and free
-    /// of that thread): orders events of one thread without a clock read.
+    /// of that thread; the record keeps its low 32 bits): orders events of one thread
+    /// without a clock read.
     pub seq: u64,
     /// Milliseconds of uptime (coarse monotonic clock, `bc_timestamp`'s unit) when
     /// [`crate::AuditOptions::timestamps`] is on; 0 otherwise.

@@ -151,6 +151,7 @@ pub(crate) struct SlabLayer {
     clear_on_free: bool,
     /// Audit: poison objects on the slab free list (and a fresh slab) with FREE_PATTERN.
     poison: bool,
+    audit_timestamps: bool,
     audit_backtraces: bool,
     audit: bool,
     slabs: Vec<Option<Slab>>,
@@ -181,12 +182,14 @@ impl SlabLayer {
         clear_on_free: bool,
         audit: bool,
         poison: bool,
+        audit_timestamps: bool,
         audit_backtraces: bool,
     ) -> SlabLayer {
         SlabLayer {
             geo,
             clear_on_free,
             poison: audit && poison,
+            audit_timestamps,
             audit_backtraces,
             audit,
             slabs: Vec::new(),
@@ -301,7 +304,11 @@ impl SlabLayer {
             let a = match self.audit_pool.pop() {
                 Some(a) => a,
                 None => {
-                    let b = Box::new(AuditSlab::new(chunks, self.audit_backtraces));
+                    let b = Box::new(AuditSlab::new(
+                        chunks,
+                        self.audit_timestamps,
+                        self.audit_backtraces,
+                    ));
                     let a = AuditPtr(NonNull::from(Box::leak(b)));
                     self.audit_all.push(a);
                     a

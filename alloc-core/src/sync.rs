@@ -259,7 +259,10 @@ pub(crate) mod ids {
     pub(crate) fn next_thread() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(1);
+        // Saturates at u32::MAX: audit records keep 32 bits of thread number (threads past
+        // the 4 294 967 295th share the last number rather than wrap to "none").
         NEXT.fetch_add(1, Ordering::Relaxed)
+            .min(u64::from(u32::MAX))
     }
 
     /// The allocator's lock, held across `fork()` by the prepare handler.
