@@ -367,3 +367,40 @@ mod poison_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod record_tests {
+    use super::{AuditSlab, TxnKind};
+
+    /// One word per transaction: the thread number and the low 32 bits of the sequence
+    /// number come back as stored, each direction separately; timestamps only when asked.
+    #[test]
+    fn transaction_words_round_trip() {
+        let a = AuditSlab::new(2, false, false);
+        assert_eq!(a.transactions(1), (None, None));
+        a.bc[1].stamp_as(TxnKind::Alloc, 7, (1 << 32) + 5);
+        a.bc[1].stamp_as(TxnKind::Free, u64::from(u32::MAX), 9);
+        let (al, fr) = a.transactions(1);
+        let (al, fr) = (al.expect("alloc"), fr.expect("free"));
+        assert_eq!(
+            (al.kind, al.thread, al.seq, al.timestamp_ms),
+            (TxnKind::Alloc, 7, 5, 0)
+        );
+        assert_eq!(
+            (fr.kind, fr.thread, fr.seq),
+            (TxnKind::Free, u64::from(u32::MAX), 9)
+        );
+        assert_eq!(a.transactions(0), (None, None), "object 0 untouched");
+
+        let t = AuditSlab::new(1, true, false);
+        t.record(0, TxnKind::Free);
+        let (none, fr) = t.transactions(0);
+        assert!(none.is_none());
+        let fr = fr.expect("free");
+        assert!(fr.thread != 0 && fr.seq != 0);
+        // Milliseconds of uptime (coarse clock): set, and not in the future.
+        assert!(fr.timestamp_ms <= super::uptime_ms());
+        #[cfg(all(target_os = "linux", not(miri)))]
+        assert!(fr.timestamp_ms > 0);
+    }
+}
