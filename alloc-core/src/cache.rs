@@ -1491,20 +1491,14 @@ impl Cache {
         if self.audit {
             return self.free_audit_batch(objs);
         }
-        let mut rest = objs;
-        while let Some((&p, tail)) = rest.split_first() {
-            // As many as fit into the loaded magazine in one go; when none fit, one `free`
-            // through the magazine exchange (which loads an empty magazine).
-            let k = self.fast_push_many(rest);
-            if k > 0 {
-                rest = rest.get(k..).unwrap_or_default();
-                continue;
-            }
+        // As many as fit into the loaded magazine in one go; when none fit, one `free`
+        // through the magazine exchange (which loads an empty magazine).
+        in_runs(
+            objs,
+            |run| self.fast_push_many(run),
             // SAFETY: forwarded from this function's contract.
-            unsafe { self.free(p)? };
-            rest = tail;
-        }
-        Ok(())
+            |p| unsafe { self.free(p) },
+        )
     }
 
     /// [`Cache::try_free`] for many objects, in order: each is validated as `try_free`
@@ -1523,17 +1517,11 @@ impl Cache {
     /// runs through the thread cache; each object the fast path declines goes through the
     /// full path (which reports misuse or exchanges the magazine).
     fn free_audit_batch(&self, objs: &[NonNull<u8>]) -> Result<(), Box<Report>> {
-        let mut rest = objs;
-        while let Some((&p, tail)) = rest.split_first() {
-            let k = self.free_audit_many(rest);
-            if k > 0 {
-                rest = rest.get(k..).unwrap_or_default();
-                continue;
-            }
-            self.free_audit_cold(p.as_ptr().addr(), false)?;
-            rest = tail;
-        }
-        Ok(())
+        in_runs(
+            objs,
+            |run| self.free_audit_many(run),
+            |p| self.free_audit_cold(p.as_ptr().addr(), false),
+        )
     }
 
     /// [`Self::fast_pop`] for up to `n` rounds at once (production caches).
@@ -1702,4 +1690,25 @@ impl CacheConfig {
 pub(crate) fn state_of(cache: &Cache, p: *mut u8) -> Option<u8> {
     let (a, _, i) = cache.inner.audit_locate(p.addr()).ok()?;
     a.get().bc.get(i).map(|b| b.state.load(Ordering::Acquire))
+}
+
+/// Frees `objs` in order, as many at a time as `bulk` takes (it returns how many it freed
+/// from the front of the slice it is given); an object `bulk` declines goes through `one`.
+/// Stops at the first error (the objects after it are not freed).
+fn in_runs(
+    objs: &[NonNull<u8>],
+    mut bulk: impl FnMut(&[NonNull<u8>]) -> usize,
+    mut one: impl FnMut(NonNull<u8>) -> Result<(), Box<Report>>,
+) -> Result<(), Box<Report>> {
+    let mut rest = objs;
+    while let Some((&p, tail)) = rest.split_first() {
+        let k = bulk(rest);
+        if k > 0 {
+            rest = rest.get(k..).unwrap_or_default();
+            continue;
+        }
+        one(p)?;
+        rest = tail;
+    }
+    Ok(())
 }
