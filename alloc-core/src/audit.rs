@@ -368,7 +368,7 @@ mod poison_tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod record_tests {
     use super::{AuditSlab, TxnKind};
 
