@@ -549,6 +549,35 @@ fn audit_states_and_double_free_in_magazine() {
     c.destroy().unwrap();
 }
 
+/// A fast-path free that finds the loaded magazine full changes nothing and lets the full
+/// path (magazine exchange) free the object: every free succeeds once, the objects end
+/// CACHED, and a second free of any of them is still a double free.
+#[test]
+fn audit_free_into_a_full_magazine_takes_the_full_path() {
+    let c = Cache::builder("t.full", 64)
+        .mode(Mode::AUDIT)
+        .policy(Policy::Report)
+        .magtypes(&[MagType {
+            magsize: 2,
+            minbuf: 0,
+            maxbuf: 0,
+        }])
+        .build()
+        .unwrap();
+    let objs: Vec<_> = (0..7).map(|_| c.alloc().unwrap()).collect();
+    for (i, p) in objs.iter().enumerate() {
+        c.try_free(p.as_ptr())
+            .unwrap_or_else(|e| panic!("free {i}: {e}"));
+        assert_eq!(state_of(&c, p.as_ptr()), Some(CACHED), "object {i}");
+    }
+    assert_eq!(c.outstanding(), 0);
+    for p in &objs {
+        assert_eq!(second_free(&c, *p).kind, ReportKind::DoubleFree);
+    }
+    assert!(c.take_reports().is_empty());
+    c.destroy().unwrap();
+}
+
 #[test]
 fn audit_invalid_frees() {
     let c = audit("t.inv");
