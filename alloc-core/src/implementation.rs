@@ -77,14 +77,20 @@
 //! with `MCACHE_UNINITIALIZED_PATTERN`, as mcache does. Because cached objects are poisoned,
 //! an AUDIT cache's constructor runs on every allocation and its destructor on every free.
 //! The last alloc and free of each object are recorded: thread number and that thread's
-//! transaction sequence number (a thread-local counter), plus — with
+//! transaction sequence number (a thread-local counter), one word per direction in a
+//! 32-byte, 32-aligned record with the state byte (thread numbers saturate at `u32::MAX`,
+//! the word keeps the sequence number's low 32 bits), plus — with
 //! `AuditOptions::timestamps` — XNU's millisecond `bc_timestamp` from a coarse clock
 //! (about 10 ns per read on the reference VM, so it is opt-in), plus — with
 //! `AuditOptions::backtraces` — a captured backtrace (tens of microseconds per operation).
 //!
 //! The audit fast path runs on the thread cache too: the thread remembers the last slab it
 //! touched (audit table + base, revalidated against the table's base on each use), so most
-//! frees skip the radix walk; then one compare-exchange, poison, record, push. It is taken
+//! frees skip the radix walk; then push, one compare-exchange (the push is taken back if it
+//! fails), poison, record. Allocation peeks at the top round, checks its poison and finds
+//! its record before it pops, so a declined fast path has changed nothing and the full
+//! path pops and reports a damaged object itself. Batches in AUDIT mode run the same
+//! per-object steps in runs that visit the thread cache once. The fast path is taken
 //! when the audit options are the defaults (poison and transactions on, no timestamps, no
 //! backtraces) and
 //! there is no constructor/destructor to run (one precomputed flag per direction); other
@@ -99,6 +105,10 @@
 //! the depot); in BATCH mode the rest comes from the slab layer in one lock hold per slab
 //! (`skmem_slab_batch_alloc`), constructed afterwards; at the first constructor failure the
 //! rest return to the slab layer and `sl_alloc_fail` grows by their number, as in XNU.
+//! `free_batch` pushes rounds into the loaded magazine in bulk. In AUDIT mode both check
+//! every object (the fast path in runs, the full path for any object it declines, which
+//! also reports misuse); `try_free_batch` is the safe form of `free_batch`, stopping at the
+//! first misuse with the objects before it freed.
 //!
 //! # Destroy
 //! Destroy purges, then counts objects allocated from slabs minus rounds cached in the depot
