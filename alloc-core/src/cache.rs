@@ -1281,7 +1281,7 @@ impl Cache {
         if !inner.audit_fast_alloc {
             return 0;
         }
-        self.with_own(|slot, o| {
+        self.with_current_slot(|slot, o| {
             let start = out.len();
             while out.len() - start < n {
                 let Some(p) = inner.audit_take::<false>(slot, o) else {
@@ -1289,10 +1289,8 @@ impl Cache {
                 };
                 out.push(p);
             }
-            slot.rounds.store(o.rounds(), Ordering::Relaxed);
-            Some(out.len() - start)
+            out.len() - start
         })
-        .unwrap_or(0)
     }
 
     /// [`Self::free_audit_hot`] for a run of objects in one visit to the thread cache;
@@ -1302,19 +1300,15 @@ impl Cache {
         if !inner.audit_fast_free {
             return 0;
         }
-        self.with_own(|slot, o| {
-            let k = objs
-                .iter()
+        self.with_current_slot(|slot, o| {
+            objs.iter()
                 .take_while(|p| {
                     inner
                         .audit_give::<false>(slot, o, p.as_ptr().addr())
                         .is_some()
                 })
-                .count();
-            slot.rounds.store(o.rounds(), Ordering::Relaxed);
-            Some(k)
+                .count()
         })
-        .unwrap_or(0)
     }
 
     /// AUDIT free: the thread-cache fast path, else everything else out of line (inline so
@@ -1460,15 +1454,19 @@ impl Cache {
             }
         }
         while got < n {
-            if self.audit {
+            let one = if self.audit {
                 // AUDIT: as many as the fast path takes in one visit to the thread cache,
-                // then one object through the full path (exchange, slab layer, reports).
+                // then one object through the full path (exchange, slab layer, reports),
+                // without asking the fast path again.
                 got += self.alloc_audit_many(n - got, out);
                 if got == n {
                     break;
                 }
-            }
-            match self.alloc() {
+                self.alloc_audit_cold(false)
+            } else {
+                self.alloc()
+            };
+            match one {
                 Ok(p) => {
                     out.push(p);
                     got += 1;
@@ -1526,19 +1524,19 @@ impl Cache {
 
     /// [`Self::fast_pop`] for up to `n` rounds at once (production caches).
     fn fast_pop_many(&self, n: usize, out: &mut Vec<NonNull<u8>>) -> usize {
-        self.with_current_slot(|o| o.pop_many(n, out))
+        self.with_current_slot(|_, o| o.pop_many(n, out))
     }
 
     /// [`Self::fast_push`] for as many of `objs` as fit (production caches).
     fn fast_push_many(&self, objs: &[NonNull<u8>]) -> usize {
-        self.with_current_slot(|o| o.push_many(objs))
+        self.with_current_slot(|_, o| o.push_many(objs))
     }
 
     /// Runs a bulk operation `f` on this thread's cache, then publishes `cp_rounds`; 0 if
     /// there is none to use.
-    fn with_current_slot(&self, f: impl FnOnce(&mut CpuOwned) -> usize) -> usize {
+    fn with_current_slot(&self, f: impl FnOnce(&CpuSlot, &mut CpuOwned) -> usize) -> usize {
         self.with_own(|slot, o| {
-            let k = f(o);
+            let k = f(slot, o);
             slot.rounds.store(o.rounds(), Ordering::Relaxed);
             Some(k)
         })

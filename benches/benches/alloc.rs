@@ -379,9 +379,11 @@ fn cross_thread(c: &mut Criterion) {
 /// teardown cancel out). Contenders: system, freelist-floor, mimalloc, slab, alloc-core,
 /// alloc-core-audit, alloc-core-typed; and `batch/alloc-core`, `batch/alloc-core-audit`,
 /// where `iters` counts objects (in batches of 64) and the cost is per object.
-fn count_mode(spec: &str) {
+fn count_mode(spec: &str) -> Result<(), String> {
     let (who, n) = spec.split_once(':').unwrap_or((spec, "1000000"));
-    let n: u64 = n.parse().expect("ALLOC_COUNT=<contender>:<iters>");
+    let n: u64 = n.parse().map_err(|e| {
+        format!("iteration count {n:?}: {e} (want ALLOC_COUNT=<contender>:<iters>)")
+    })?;
     match who {
         "system" => {
             ring(&mut Global(System), n);
@@ -411,8 +413,9 @@ fn count_mode(spec: &str) {
             let c = cache("count.batch.audit", Mode::BATCH | Mode::AUDIT);
             batch_cache(&c, n / BATCH as u64);
         }
-        other => panic!("unknown contender {other}"),
+        other => return Err(format!("unknown contender {other:?}")),
     }
+    Ok(())
 }
 
 criterion_group!(benches, pair, batches, cross_thread);
@@ -501,11 +504,22 @@ fn interleave_mode(rounds: usize) {
 
 fn main() {
     if let Ok(spec) = std::env::var("ALLOC_COUNT") {
-        count_mode(&spec);
+        if let Err(e) = count_mode(&spec) {
+            eprintln!("alloc bench: ALLOC_COUNT={spec}: {e}");
+            std::process::exit(2);
+        }
         return;
     }
     if let Ok(rounds) = std::env::var("ALLOC_INTERLEAVE") {
-        interleave_mode(rounds.parse().expect("ALLOC_INTERLEAVE=<rounds>"));
+        match rounds.parse() {
+            Ok(r) if r > 0 => interleave_mode(r),
+            _ => {
+                eprintln!(
+                    "alloc bench: ALLOC_INTERLEAVE={rounds}: want a number of rounds (1 or more)"
+                );
+                std::process::exit(2);
+            }
+        }
         return;
     }
     benches();
