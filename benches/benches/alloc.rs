@@ -14,6 +14,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -206,6 +207,27 @@ fn batch_cache(c: &Cache, iters: u64) -> Duration {
             unsafe { c.free_batch(&v).expect("free") };
         }
         v.clear();
+    }
+    start.elapsed()
+}
+
+/// The floor under any AUDIT batch that claims every freed object with one atomic
+/// read-modify-write (as alloc-core does, so that two racing frees cannot both succeed):
+/// per object one plain store on allocation and one compare-exchange on free, over a
+/// 64-entry state table, and nothing else (no magazine, no poison, no records).
+fn cas_floor(iters: u64) -> Duration {
+    const IN_USE: u8 = 3;
+    const CACHED: u8 = 1;
+    let states: Vec<AtomicU8> = (0..BATCH).map(|_| AtomicU8::new(CACHED)).collect();
+    let start = Instant::now();
+    for _ in 0..iters {
+        for s in &states {
+            s.store(IN_USE, Ordering::Release);
+        }
+        for s in &states {
+            let r = s.compare_exchange(IN_USE, CACHED, Ordering::AcqRel, Ordering::Acquire);
+            black_box(r.is_ok());
+        }
     }
     start.elapsed()
 }
@@ -424,8 +446,10 @@ criterion_group!(benches, pair, batches, cross_thread);
 /// workload (single alloc/free calls) and the `batch` workload (`alloc_batch`/`free_batch`
 /// for alloc-core, 64 single calls for the others) for every contender in short bursts,
 /// round-robin, `rounds` times, and prints each contender's minimum and median ns per
-/// object. Interleaving puts every contender under the same background load; the minimum
-/// is the figure least disturbed by other tenants of a shared machine.
+/// object, then the key ratios as medians of per-round ratios. Interleaving puts every
+/// contender under the same background load; the minimum is the figure least disturbed by
+/// other tenants of a shared machine. `batch/cas-floor` is the floor of one compare-exchange
+/// per object (see [`cas_floor`]).
 fn interleave_mode(rounds: usize) {
     // Bursts of 40-200 ms: long enough for every allocator to reach its steady state.
     const PAIRS: u64 = 10_000_000;
@@ -483,6 +507,10 @@ fn interleave_mode(rounds: usize) {
             "batch/alloc-core-audit".into(),
             Box::new(|| per(batch_cache(&baudit, BATCHES), BATCHES * BATCH as u64)),
         ),
+        (
+            "batch/cas-floor".into(),
+            Box::new(|| per(cas_floor(BATCHES), BATCHES * BATCH as u64)),
+        ),
     ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     for _ in 0..rounds {
@@ -494,12 +522,45 @@ fn interleave_mode(rounds: usize) {
         "{:<28} {:>9} {:>9}  (ns per object, {rounds} interleaved rounds)",
         "", "min", "median"
     );
+    let samples_raw = samples.clone();
     for ((name, _), s) in contenders.iter().zip(&mut samples) {
         s.sort_by(f64::total_cmp);
         let min = s.first().copied().unwrap_or(f64::NAN);
         let median = s.get(s.len() / 2).copied().unwrap_or(f64::NAN);
         println!("{name:<28} {min:>9.2} {median:>9.2}");
     }
+    // Ratios of contenders timed in the same round (back to back, under the same background
+    // load), median over the rounds: steadier than a ratio of separate minimums.
+    let names: Vec<&str> = contenders.iter().map(|(n, _)| n.as_str()).collect();
+    println!("\n{:<44} {:>9}  (median of per-round ratios)", "", "ratio");
+    for kind in ["pair", "batch"] {
+        for (a, b) in [
+            ("alloc-core", MIMALLOC),
+            ("alloc-core-audit", "alloc-core"),
+            ("alloc-core-audit", MIMALLOC),
+            ("cas-floor", "alloc-core"),
+        ] {
+            let (a, b) = (format!("{kind}/{a}"), format!("{kind}/{b}"));
+            if let Some(r) = paired_ratio(&names, &samples_raw, &a, &b) {
+                println!("{:<44} {r:>9.2}", format!("{a} / {b}"));
+            }
+        }
+    }
+}
+
+/// Median over rounds of `a`'s time divided by `b`'s time in the same round (`samples` is
+/// `[contender][round]`, in the order taken); `None` if either contender is missing.
+fn paired_ratio(names: &[&str], samples: &[Vec<f64>], a: &str, b: &str) -> Option<f64> {
+    let ia = names.iter().position(|n| *n == a)?;
+    let ib = names.iter().position(|n| *n == b)?;
+    let mut r: Vec<f64> = samples
+        .get(ia)?
+        .iter()
+        .zip(samples.get(ib)?)
+        .map(|(x, y)| x / y)
+        .collect();
+    r.sort_by(f64::total_cmp);
+    r.get(r.len() / 2).copied()
 }
 
 fn main() {
