@@ -193,7 +193,7 @@ impl AuditSlab {
 ///
 /// Inline and call-free for every length (a plain word loop the compiler vectorizes; the
 /// 64-byte case is four wide stores), so that the AUDIT fast paths that use it stay leaf
-/// functions without register saves.
+/// functions.
 ///
 /// # Safety
 /// `p` must be valid for writes of `len` bytes, 8-byte aligned, and `len` a multiple of 8;
@@ -234,66 +234,24 @@ pub(crate) unsafe fn intact(p: *const u8, len: usize, pattern: u64) -> bool {
 }
 
 /// Checks that `len` bytes at `p` hold `pattern`; returns the first differing word's byte
-/// offset and value.
+/// offset and value: [`intact`]'s branch-free check, then a search only on a mismatch.
 ///
 /// # Safety
 /// As for [`fill`], with reads instead of writes.
 #[inline(always)]
 pub(crate) unsafe fn verify(p: *const u8, len: usize, pattern: u64) -> Option<(usize, u64)> {
-    if len == 64 {
-        // One cache line (every chunk of 33-64 byte objects): a loop-free check.
-        // SAFETY: as below; 64 valid, 8-aligned bytes nobody writes meanwhile are one
-        // `[u64; 8]`.
-        let line = unsafe { &*p.cast::<[u64; 8]>() };
-        // As four 16-byte lanes, so that the check compiles to a few vector xor/or steps
-        // instead of eight compare-and-branch pairs.
-        // SAFETY: the same 64 readable bytes; an unaligned read has no alignment demand.
-        let lanes = unsafe { p.cast::<[u128; 4]>().read_unaligned() };
-        let pat = u128::from(pattern) << 64 | u128::from(pattern);
-        if lanes.iter().fold(0, |d, w| d | (w ^ pat)) == 0 {
-            return None;
-        }
-        return first_difference(line, pattern);
-    }
     // SAFETY: forwarded from this function's contract.
-    unsafe { verify_lines(p, len, pattern) }
-}
-
-/// [`verify`] for any length (out of line, keeping the one-line case small).
-///
-/// # Safety
-/// As for [`verify`].
-#[inline(never)]
-unsafe fn verify_lines(p: *const u8, len: usize, pattern: u64) -> Option<(usize, u64)> {
-    let whole = len / 64;
-    // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for reads
-    // and written by nobody else during this call; `[u64; 8]` has `u64`'s alignment, and
-    // the lines, the odd words after them, and all words each lie inside that range.
-    let (lines, tail, words) = unsafe {
-        (
-            std::slice::from_raw_parts(p.cast::<[u64; 8]>(), whole),
-            std::slice::from_raw_parts(p.add(whole * 64).cast::<u64>(), (len % 64) / 8),
-            std::slice::from_raw_parts(p.cast::<u64>(), len / 8),
-        )
-    };
-    // Branch-free pass first, one cache line per step; locate the word only on a mismatch.
-    let mut acc = [0u64; 8];
-    for l in lines {
-        for (a, w) in acc.iter_mut().zip(l) {
-            *a |= w ^ pattern;
-        }
-    }
-    let diff = tail
-        .iter()
-        .fold(acc.iter().fold(0, |d, a| d | a), |d, w| d | (w ^ pattern));
-    if diff == 0 {
+    if unsafe { intact(p, len, pattern) } {
         return None;
     }
+    // SAFETY: the caller guarantees `len` bytes of 8-aligned words at `p`, valid for reads
+    // and written by nobody else during this call.
+    let words = unsafe { std::slice::from_raw_parts(p.cast::<u64>(), len / 8) };
     first_difference(words, pattern)
 }
 
 /// The byte offset and value of the first word of `words` that is not `pattern` (out of line:
-/// only a damaged object gets here, and keeping it apart keeps the checks above branch-free).
+/// only a damaged object gets here, and keeping it apart keeps [`intact`] branch-free).
 #[cold]
 #[inline(never)]
 fn first_difference(words: &[u64], pattern: u64) -> Option<(usize, u64)> {

@@ -192,7 +192,7 @@ fn batch<P: Pool>(p: &mut P, iters: u64) -> Duration {
 }
 
 /// The `batch` workload through alloc-core's batch API: `alloc_batch`, then `free_batch`
-/// (production) or `try_free` per object (AUDIT, the safe API).
+/// (production) or `try_free_batch` (AUDIT: the safe API, every object validated).
 fn batch_cache(c: &Cache, iters: u64) -> Duration {
     let audit = c.mode().contains(Mode::AUDIT);
     let mut v = Vec::with_capacity(BATCH);
